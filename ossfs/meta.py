@@ -300,7 +300,8 @@ def attr_from_info(info: ObjectInfo, defaults: Defaults, is_dir: bool) -> Attr:
     mtime = _time(meta, ("mtime", "goog-reserved-file-mtime"))
     if mtime is None:
         lm = info.last_modified
-        mtime = int(round(lm * NS)) if math.isfinite(lm) else 0
+        # A Last-Modified beyond what a time can hold is a broken server: show the epoch.
+        mtime = int(round(lm * NS)) if math.isfinite(lm) and abs(lm) <= _MAX_SEC else 0
     ctime = _time(meta, ("ctime",))
     atime = _time(meta, ("atime",))
 
