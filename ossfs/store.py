@@ -65,6 +65,7 @@ class PartInfo:
     part_number: int
     etag: str
     size: int
+    crc64: Optional[int] = None  # the part's CRC64 when known (sent by the server or computed locally)
 
 
 @dataclass(frozen=True)
