@@ -1,0 +1,759 @@
+"""The persistent object store behind ossfs-server (both the OSS and the S3 face).
+
+What it owns
+    Everything under ``root``:
+
+    * ``index.sqlite`` -- buckets, objects, multipart uploads and their parts (WAL mode).
+      Objects are a table keyed by ``(bucket, key BLOB)``, so listing is an index range
+      scan in UTF-8 byte order (the order OSS uses) with keyset pagination.
+    * ``blobs/`` -- object bodies.  A blob's name is ``sha256(bucket/key)`` plus a random
+      suffix: keys never become paths, and every version of an object gets its own
+      file, so a reader that opened the old version keeps reading it.
+    * ``parts/`` -- bodies of multipart parts, same naming.
+    * ``tmp/`` -- request bodies being received.
+
+Contracts
+    * Writes land atomically: a body is streamed to ``tmp/`` while MD5 and CRC-64/ECMA
+      are computed incrementally, fsynced, renamed into ``blobs/``, and only then the
+      index row is committed.  A crash before the commit leaves an unreferenced blob,
+      which :meth:`Store.__init__` deletes; a half-written object is never visible.
+    * Blobs are immutable once referenced; copies are hard links.
+    * Errors are :class:`StoreError` carrying the OSS error code and HTTP status.
+    * ETags are upper-case hex without quotes (``HEX-N`` for multipart objects).
+
+Threads and locks
+    ``Store._lock`` guards the sqlite connection (one connection, shared) and every
+    read-modify-write of the index (append position checks, blob swaps).  Bodies are
+    received and hashed outside the lock; only the final rename + commit is inside.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import BinaryIO, Dict, List, Optional, Tuple
+
+from oss2.utils import Crc64
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+MIN_PART_SIZE = 100 * 1024
+MAX_PARTS = 10000
+MAX_COPY_SIZE = 1 << 30
+HEADER_NAMES = ("cache-control", "content-disposition", "content-encoding", "expires",
+                "content-language")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class StoreError(Exception):
+    """A failure with an OSS error code and HTTP status; ``extra`` holds response headers."""
+
+    def __init__(self, code: str, status: int, message: str, extra: Optional[dict] = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+
+
+@dataclass
+class ObjectRecord:
+    """One object as the index knows it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    crc64: int
+    last_modified: float
+    content_type: str = "application/octet-stream"
+    user_meta: Dict[str, str] = field(default_factory=dict)
+    headers: Dict[str, str] = field(default_factory=dict)
+    object_type: str = "Normal"
+    symlink_target: Optional[str] = None
+    blob: str = ""
+
+
+@dataclass
+class UploadRecord:
+    """A multipart upload in progress."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: float
+    content_type: str = "application/octet-stream"
+    user_meta: Dict[str, str] = field(default_factory=dict)
+    headers: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PartRecord:
+    """One uploaded part of a multipart upload."""
+
+    part_number: int
+    etag: str
+    size: int
+    crc64: int
+    last_modified: float
+    blob: str = ""
+
+
+def validate_bucket_name(name: str) -> None:
+    if not isinstance(name, str) or not _BUCKET_RE.match(name):
+        raise StoreError("InvalidBucketName", 400, "The specified bucket is not valid.")
+
+
+def validate_key(key: str) -> bytes:
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError("InvalidObjectName", 400, "The object name is not valid UTF-8.")
+    if not 1 <= len(raw) <= 1023 or key[0] in "/\\":
+        raise StoreError("InvalidObjectName", 400, "The specified object is not valid.")
+    return raw
+
+
+def md5_base64_to_hex(content_md5: str) -> str:
+    try:
+        raw = base64.b64decode(content_md5, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise StoreError("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+    return raw.hex().upper()
+
+
+def multipart_etag(part_etags: List[str]) -> str:
+    digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest().upper()
+    return "%s-%d" % (digest, len(part_etags))
+
+
+_crc_combiner = Crc64()
+
+
+def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
+    if len2 == 0:
+        return crc1
+    return _crc_combiner.combine(crc1, crc2, len2)
+
+
+class _Received:
+    """A body received into a temp file: its path, size, MD5 hex and CRC64."""
+
+    def __init__(self, path: str, size: int, md5: str, crc64: int):
+        self.path, self.size, self.md5, self.crc64 = path, size, md5, crc64
+
+
+class Store:
+    """All buckets and objects under one directory.  See the module docstring."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.blob_dir = os.path.join(self.root, "blobs")
+        self.part_dir = os.path.join(self.root, "parts")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        for d in (self.root, self.blob_dir, self.part_dir, self.tmp_dir):
+            os.makedirs(d, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(os.path.join(self.root, "index.sqlite"),
+                                   check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, created REAL);
+            CREATE TABLE IF NOT EXISTS objects (
+                bucket TEXT, key BLOB, size INTEGER, etag TEXT, crc64 TEXT, mtime REAL,
+                content_type TEXT, meta TEXT, headers TEXT, object_type TEXT,
+                symlink_target TEXT, blob TEXT, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS uploads (
+                upload_id TEXT PRIMARY KEY, bucket TEXT, key BLOB, initiated REAL,
+                content_type TEXT, meta TEXT, headers TEXT);
+            CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+            CREATE TABLE IF NOT EXISTS parts (
+                upload_id TEXT, part_number INTEGER, etag TEXT, size INTEGER, crc64 TEXT,
+                mtime REAL, blob TEXT, PRIMARY KEY (upload_id, part_number));
+        """)
+        self._collect_garbage()
+
+    # ------------------------------------------------------------------ internals
+    def _collect_garbage(self) -> None:
+        """Delete temp files and blobs no index row references (left by a crash)."""
+        for name in os.listdir(self.tmp_dir):
+            _unlink(os.path.join(self.tmp_dir, name))
+        used = {r[0] for r in self._db.execute("SELECT blob FROM objects")}
+        for name in os.listdir(self.blob_dir):
+            if name not in used:
+                _unlink(os.path.join(self.blob_dir, name))
+        used = {r[0] for r in self._db.execute("SELECT blob FROM parts")}
+        for name in os.listdir(self.part_dir):
+            if name not in used:
+                _unlink(os.path.join(self.part_dir, name))
+
+    @staticmethod
+    def _blob_name(bucket: str, key: str) -> str:
+        h = hashlib.sha256(("%s/%s" % (bucket, key)).encode("utf-8", "surrogatepass")).hexdigest()
+        return "%s.%s" % (h[:40], uuid.uuid4().hex)
+
+    def _blob_path(self, name: str) -> str:
+        return os.path.join(self.blob_dir, name)
+
+    def _receive(self, stream: BinaryIO, length: Optional[int],
+                 content_md5: Optional[str] = None, prefix: bytes = b"",
+                 prefix_file: Optional[str] = None) -> _Received:
+        """Stream ``length`` bytes (or to EOF when None) into a temp file, hashing them.
+
+        ``prefix_file`` (an existing blob) is copied first, for appends.
+        """
+        path = os.path.join(self.tmp_dir, uuid.uuid4().hex)
+        md5 = hashlib.md5()
+        crc = Crc64()
+        size = 0
+        ok = False
+        try:
+            with open(path, "wb", buffering=0) as out:
+                if prefix_file is not None:
+                    with open(prefix_file, "rb", buffering=0) as src:
+                        while True:
+                            buf = src.read(CHUNK)
+                            if not buf:
+                                break
+                            md5.update(buf)
+                            crc.update(buf)
+                            out.write(buf)
+                new_md5 = hashlib.md5() if content_md5 else None
+                remaining = length
+                while remaining is None or remaining > 0:
+                    want = CHUNK if remaining is None else min(CHUNK, remaining)
+                    buf = stream.read(want)
+                    if not buf:
+                        if remaining is not None:
+                            raise StoreError("IncompleteBody", 400,
+                                             "The request body is shorter than Content-Length.")
+                        break
+                    md5.update(buf)
+                    crc.update(buf)
+                    if new_md5 is not None:
+                        new_md5.update(buf)
+                    out.write(buf)
+                    size += len(buf)
+                    if remaining is not None:
+                        remaining -= len(buf)
+                if content_md5:
+                    if md5_base64_to_hex(content_md5) != new_md5.hexdigest().upper():
+                        raise StoreError("InvalidDigest", 400,
+                                         "The Content-MD5 you specified did not match what we received.")
+                os.fsync(out.fileno())
+            ok = True
+            total = size + (os.path.getsize(prefix_file) if prefix_file else 0)
+            return _Received(path, total, md5.hexdigest().upper(), crc.crc)
+        finally:
+            if not ok:
+                _unlink(path)
+
+    def _check_bucket(self, bucket: str) -> None:
+        validate_bucket_name(bucket)
+        row = self._db.execute("SELECT 1 FROM buckets WHERE name=?", (bucket,)).fetchone()
+        if row is None:
+            raise StoreError("NoSuchBucket", 404, "The specified bucket does not exist.")
+
+    def _row_to_record(self, row) -> ObjectRecord:
+        (bucket, key, size, etag, crc, mtime, ctype, meta, headers, otype, target, blob) = row
+        return ObjectRecord(bucket=bucket, key=bytes(key).decode("utf-8", "surrogatepass"),
+                            size=size, etag=etag, crc64=int(crc), last_modified=mtime,
+                            content_type=ctype, user_meta=json.loads(meta),
+                            headers=json.loads(headers), object_type=otype,
+                            symlink_target=target, blob=blob)
+
+    _COLS = ("bucket, key, size, etag, crc64, mtime, content_type, meta, headers, "
+             "object_type, symlink_target, blob")
+
+    def _get_row(self, bucket: str, raw_key: bytes) -> Optional[ObjectRecord]:
+        row = self._db.execute("SELECT %s FROM objects WHERE bucket=? AND key=?" % self._COLS,
+                               (bucket, raw_key)).fetchone()
+        return self._row_to_record(row) if row else None
+
+    def _install(self, rec: ObjectRecord, raw_key: bytes, tmp_path: Optional[str],
+                 expect_size: Optional[int] = None) -> ObjectRecord:
+        """Rename ``tmp_path`` into blobs/ and commit the row; caller holds no lock."""
+        if tmp_path is not None:
+            rec.blob = self._blob_name(rec.bucket, rec.key)
+            os.replace(tmp_path, self._blob_path(rec.blob))
+        with self._lock:
+            try:
+                self._check_bucket(rec.bucket)
+                old = self._get_row(rec.bucket, raw_key)
+                if expect_size is not None:
+                    if old is None or old.object_type != "Appendable" or old.size != expect_size:
+                        raise StoreError("PositionNotEqualToLength", 409,
+                                         "Position is not equal to file length",
+                                         {"x-oss-next-append-position": str(old.size if old else 0)})
+                self._db.execute(
+                    "INSERT OR REPLACE INTO objects (%s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)" % self._COLS,
+                    (rec.bucket, raw_key, rec.size, rec.etag, str(rec.crc64), rec.last_modified,
+                     rec.content_type, json.dumps(rec.user_meta), json.dumps(rec.headers),
+                     rec.object_type, rec.symlink_target, rec.blob))
+            except BaseException:
+                _unlink(self._blob_path(rec.blob))
+                raise
+        if old is not None and old.blob != rec.blob:
+            _unlink(self._blob_path(old.blob))
+        return rec
+
+    # ------------------------------------------------------------------ buckets
+    def create_bucket(self, name: str) -> None:
+        """Create ``name``; BucketAlreadyExists when it exists (OSS answers 409)."""
+        validate_bucket_name(name)
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO buckets VALUES (?, ?)", (name, time.time()))
+            except sqlite3.IntegrityError:
+                raise StoreError("BucketAlreadyExists", 409, "The requested bucket name is not available.")
+
+    def ensure_bucket(self, name: str) -> None:
+        """Create ``name`` unless it exists (used for ``--bucket`` at start-up)."""
+        validate_bucket_name(name)
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO buckets VALUES (?, ?)", (name, time.time()))
+
+    def delete_bucket(self, name: str) -> None:
+        with self._lock:
+            self._check_bucket(name)
+            if self._db.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone() \
+                    or self._db.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone():
+                raise StoreError("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
+            self._db.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+    def list_buckets(self) -> List[Tuple[str, float]]:
+        with self._lock:
+            return [(n, c) for n, c in self._db.execute("SELECT name, created FROM buckets ORDER BY name")]
+
+    def head_bucket(self, name: str) -> float:
+        """Return the creation time of ``name``; NoSuchBucket when absent."""
+        validate_bucket_name(name)
+        with self._lock:
+            row = self._db.execute("SELECT created FROM buckets WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise StoreError("NoSuchBucket", 404, "The specified bucket does not exist.")
+        return row[0]
+
+    # ------------------------------------------------------------------ objects
+    def put_object(self, bucket: str, key: str, stream: BinaryIO, length: Optional[int],
+                   content_type: Optional[str] = None, user_meta: Optional[dict] = None,
+                   headers: Optional[dict] = None, content_md5: Optional[str] = None) -> ObjectRecord:
+        """Store a whole object from ``stream`` (``length`` bytes, or to EOF when None)."""
+        raw_key = validate_key(key)
+        self.head_bucket(bucket)
+        got = self._receive(stream, length, content_md5)
+        rec = ObjectRecord(bucket, key, got.size, got.md5, got.crc64, time.time(),
+                           content_type or "application/octet-stream", dict(user_meta or {}),
+                           dict(headers or {}), "Normal")
+        try:
+            return self._install(rec, raw_key, got.path)
+        finally:
+            _unlink(got.path)
+
+    def append_object(self, bucket: str, key: str, position: int, stream: BinaryIO,
+                      length: Optional[int], content_type: Optional[str] = None,
+                      user_meta: Optional[dict] = None, headers: Optional[dict] = None,
+                      content_md5: Optional[str] = None) -> ObjectRecord:
+        """Append to an Appendable object (created when ``position`` is 0 and it is absent).
+
+        PositionNotEqualToLength (409, with ``x-oss-next-append-position``) when
+        ``position`` is not the current size; ObjectNotAppendable when the object is of
+        another type.  Metadata given on later appends is ignored, as OSS does.
+        """
+        raw_key = validate_key(key)
+        self.head_bucket(bucket)
+        with self._lock:
+            old = self._get_row(bucket, raw_key)
+        if old is not None and old.object_type != "Appendable":
+            raise StoreError("ObjectNotAppendable", 409, "The object is not appendable")
+        cur = old.size if old else 0
+        if position != cur:
+            raise StoreError("PositionNotEqualToLength", 409, "Position is not equal to file length",
+                             {"x-oss-next-append-position": str(cur)})
+        # Appends copy the previous version: blobs stay immutable, so concurrent readers
+        # of the old version are safe and a crash never leaves a partly appended object.
+        got = self._receive(stream, length, content_md5,
+                            prefix_file=self._blob_path(old.blob) if old else None)
+        if old is not None:
+            rec = ObjectRecord(bucket, key, got.size, got.md5, got.crc64, time.time(),
+                               old.content_type, old.user_meta, old.headers, "Appendable")
+        else:
+            rec = ObjectRecord(bucket, key, got.size, got.md5, got.crc64, time.time(),
+                               content_type or "application/octet-stream", dict(user_meta or {}),
+                               dict(headers or {}), "Appendable")
+        try:
+            return self._install(rec, raw_key, got.path, expect_size=cur if old else None)
+        finally:
+            _unlink(got.path)
+
+    def put_symlink(self, bucket: str, key: str, target: str, user_meta: Optional[dict] = None,
+                    content_type: Optional[str] = None, headers: Optional[dict] = None) -> ObjectRecord:
+        """Create a Symlink object pointing at ``target`` (which need not exist)."""
+        raw_key = validate_key(key)
+        validate_key(target)
+        self.head_bucket(bucket)
+        path = os.path.join(self.tmp_dir, uuid.uuid4().hex)
+        open(path, "wb").close()
+        rec = ObjectRecord(bucket, key, 0, hashlib.md5(target.encode()).hexdigest().upper(), 0,
+                           time.time(), content_type or "application/octet-stream",
+                           dict(user_meta or {}), dict(headers or {}), "Symlink", target)
+        try:
+            return self._install(rec, raw_key, path)
+        finally:
+            _unlink(path)
+
+    def head_object(self, bucket: str, key: str) -> ObjectRecord:
+        """The record of ``key`` (symlinks are not followed); NoSuchKey when absent."""
+        raw_key = validate_key(key)
+        with self._lock:
+            self._check_bucket(bucket)
+            rec = self._get_row(bucket, raw_key)
+        if rec is None:
+            raise StoreError("NoSuchKey", 404, "The specified key does not exist.")
+        return rec
+
+    def resolve(self, bucket: str, key: str) -> ObjectRecord:
+        """Like :meth:`head_object` but follows a symlink (one level, as OSS does)."""
+        rec = self.head_object(bucket, key)
+        if rec.object_type == "Symlink":
+            try:
+                target = self.head_object(bucket, rec.symlink_target)
+            except StoreError as e:
+                if e.code == "NoSuchKey":
+                    raise StoreError("SymlinkTargetNotExist", 404, "The symlink target object does not exist")
+                raise
+            if target.object_type == "Symlink":
+                raise StoreError("InvalidTargetType", 400, "The symlink target object type is not supported")
+            return target
+        return rec
+
+    def open_object(self, bucket: str, key: str, follow_symlink: bool = True) -> Tuple[ObjectRecord, BinaryIO]:
+        """The record and an open binary file of the body, positioned at 0."""
+        for _ in range(5):
+            rec = self.resolve(bucket, key) if follow_symlink else self.head_object(bucket, key)
+            try:
+                return rec, open(self._blob_path(rec.blob), "rb")
+            except FileNotFoundError:
+                continue   # replaced between the lookup and the open; look again
+        raise StoreError("InternalError", 500, "The object changed too often while being read.")
+
+    def delete_object(self, bucket: str, key: str) -> bool:
+        """Delete ``key``; True when it existed (deleting a missing key is not an error)."""
+        raw_key = validate_key(key)
+        with self._lock:
+            self._check_bucket(bucket)
+            rec = self._get_row(bucket, raw_key)
+            if rec is None:
+                return False
+            self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, raw_key))
+        _unlink(self._blob_path(rec.blob))
+        return True
+
+    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str,
+                    replace: Optional[Tuple[Optional[str], dict, dict]] = None) -> ObjectRecord:
+        """Server-side copy (hard link of the immutable blob).
+
+        ``replace`` = (content_type, user_meta, headers) replaces the metadata
+        (``REPLACE`` directive); None keeps the source's (``COPY``).  Larger than 1 GiB:
+        InvalidArgument, as OSS does (use UploadPartCopy).
+        """
+        raw_dst = validate_key(dst_key)
+        self.head_bucket(dst_bucket)
+        src = self.resolve(src_bucket, src_key)
+        if src.size > MAX_COPY_SIZE:
+            raise StoreError("InvalidArgument", 400,
+                             "The source object is larger than 1GB; use UploadPartCopy.")
+        rec = ObjectRecord(dst_bucket, dst_key, src.size, src.etag, src.crc64, time.time(),
+                           src.content_type, dict(src.user_meta), dict(src.headers),
+                           "Normal" if src.object_type == "Symlink" else src.object_type)
+        if replace is not None:
+            ctype, meta, headers = replace
+            rec.content_type = ctype or "application/octet-stream"
+            rec.user_meta = dict(meta or {})
+            rec.headers = dict(headers or {})
+        tmp = os.path.join(self.tmp_dir, uuid.uuid4().hex)
+        try:
+            os.link(self._blob_path(src.blob), tmp)
+        except FileNotFoundError:
+            raise StoreError("NoSuchKey", 404, "The source object changed during the copy.")
+        try:
+            return self._install(rec, raw_dst, tmp)
+        finally:
+            _unlink(tmp)
+
+    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", marker: str = "",
+                     max_keys: int = 1000) -> Tuple[List[ObjectRecord], List[str], Optional[str]]:
+        """One page of keys after ``marker`` in UTF-8 byte order.
+
+        Returns (records, common_prefixes, next_marker); ``next_marker`` is None when
+        the listing is complete, else the last key or common prefix returned.
+        """
+        p = (prefix or "").encode("utf-8")
+        d = (delimiter or "").encode("utf-8")
+        m = (marker or "").encode("utf-8")
+        upper = p + b"\xff"          # UTF-8 never contains 0xFF: every key under p sorts below
+        records: List[ObjectRecord] = []
+        prefixes: List[str] = []
+        cursor, inclusive = (m, False) if m >= p else (p, True)
+        last = None
+        with self._lock:
+            self._check_bucket(bucket)
+            while True:
+                op = ">=" if inclusive else ">"
+                rows = self._db.execute(
+                    "SELECT %s FROM objects WHERE bucket=? AND key %s ? AND key < ? "
+                    "ORDER BY key LIMIT ?" % (self._COLS, op),
+                    (bucket, cursor, upper, 256)).fetchall()
+                if not rows:
+                    return records, prefixes, None
+                jumped = False
+                for row in rows:
+                    k = bytes(row[1])
+                    if d:
+                        i = k.find(d, len(p))
+                        if i >= 0:
+                            cp = k[:i + len(d)]
+                            if cp <= m:
+                                cursor, inclusive, jumped = cp + b"\xff", True, True
+                                break
+                            if len(records) + len(prefixes) >= max_keys:
+                                return records, prefixes, last
+                            prefixes.append(cp.decode("utf-8", "surrogatepass"))
+                            last = prefixes[-1]
+                            cursor, inclusive, jumped = cp + b"\xff", True, True
+                            break
+                    if len(records) + len(prefixes) >= max_keys:
+                        return records, prefixes, last
+                    records.append(self._row_to_record(row))
+                    last = records[-1].key
+                if not jumped:
+                    cursor, inclusive = bytes(rows[-1][1]), False
+
+    def count_objects(self, bucket: str) -> Tuple[int, int]:
+        """(number of objects, total bytes) of ``bucket``."""
+        with self._lock:
+            self._check_bucket(bucket)
+            n, size = self._db.execute("SELECT count(*), coalesce(sum(size),0) FROM objects WHERE bucket=?",
+                                       (bucket,)).fetchone()
+        return n, size
+
+    # ------------------------------------------------------------------ multipart
+    def initiate_upload(self, bucket: str, key: str, content_type: Optional[str] = None,
+                        user_meta: Optional[dict] = None, headers: Optional[dict] = None) -> str:
+        raw_key = validate_key(key)
+        upload_id = uuid.uuid4().hex.upper()
+        with self._lock:
+            self._check_bucket(bucket)
+            self._db.execute("INSERT INTO uploads VALUES (?,?,?,?,?,?,?)",
+                             (upload_id, bucket, raw_key, time.time(),
+                              content_type or "application/octet-stream",
+                              json.dumps(dict(user_meta or {})), json.dumps(dict(headers or {}))))
+        return upload_id
+
+    def _get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
+        raw_key = validate_key(key)
+        self._check_bucket(bucket)
+        row = self._db.execute(
+            "SELECT initiated, content_type, meta, headers FROM uploads WHERE upload_id=? AND bucket=? AND key=?",
+            (upload_id, bucket, raw_key)).fetchone()
+        if row is None:
+            raise StoreError("NoSuchUpload", 404, "The specified upload does not exist. "
+                             "The upload ID may be invalid, or the upload may have been aborted or completed.")
+        return UploadRecord(bucket, key, upload_id, row[0], row[1], json.loads(row[2]), json.loads(row[3]))
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
+        with self._lock:
+            return self._get_upload(bucket, key, upload_id)
+
+    def _install_part(self, bucket: str, key: str, upload_id: str, part_number: int,
+                      got: _Received) -> str:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise StoreError("InvalidArgument", 400, "Part number must be an integer between 1 and 10000.")
+        name = self._blob_name(bucket, "%s/%s/%d" % (key, upload_id, part_number))
+        os.replace(got.path, os.path.join(self.part_dir, name))
+        with self._lock:
+            try:
+                self._get_upload(bucket, key, upload_id)
+            except BaseException:
+                _unlink(os.path.join(self.part_dir, name))
+                raise
+            old = self._db.execute("SELECT blob FROM parts WHERE upload_id=? AND part_number=?",
+                                   (upload_id, part_number)).fetchone()
+            self._db.execute("INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?,?,?)",
+                             (upload_id, part_number, got.md5, got.size, str(got.crc64),
+                              time.time(), name))
+        if old:
+            _unlink(os.path.join(self.part_dir, old[0]))
+        return got.md5
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int,
+                    stream: BinaryIO, length: Optional[int], content_md5: Optional[str] = None) -> str:
+        """Store one part; returns its ETag (MD5 hex, upper case)."""
+        self.get_upload(bucket, key, upload_id)
+        got = self._receive(stream, length, content_md5)
+        try:
+            return self._install_part(bucket, key, upload_id, part_number, got)
+        finally:
+            _unlink(got.path)
+
+    def upload_part_copy(self, bucket: str, key: str, upload_id: str, part_number: int,
+                         src_bucket: str, src_key: str, start: Optional[int] = None,
+                         end_inclusive: Optional[int] = None) -> str:
+        """Copy a byte range of another object into a part; InvalidRange when out of range."""
+        self.get_upload(bucket, key, upload_id)
+        src, f = self.open_object(src_bucket, src_key)
+        with f:
+            if start is None:
+                start, end_inclusive = 0, src.size - 1
+            if start < 0 or end_inclusive >= src.size or start > end_inclusive:
+                raise StoreError("InvalidRange", 416, "The requested range is not satisfiable")
+            f.seek(start)
+            got = self._receive(_Limited(f, end_inclusive - start + 1), end_inclusive - start + 1)
+        try:
+            return self._install_part(bucket, key, upload_id, part_number, got)
+        finally:
+            _unlink(got.path)
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> List[PartRecord]:
+        with self._lock:
+            self._get_upload(bucket, key, upload_id)
+            rows = self._db.execute("SELECT part_number, etag, size, crc64, mtime, blob FROM parts "
+                                    "WHERE upload_id=? ORDER BY part_number", (upload_id,)).fetchall()
+        return [PartRecord(n, e, s, int(c), t, b) for n, e, s, c, t, b in rows]
+
+    def list_uploads(self, bucket: str, prefix: str = "", key_marker: str = "",
+                     upload_id_marker: str = "", max_uploads: int = 1000) -> Tuple[List[UploadRecord], bool]:
+        """Uploads in progress ordered by (key bytes, upload id); returns (uploads, truncated)."""
+        p = (prefix or "").encode("utf-8")
+        km = (key_marker or "").encode("utf-8")
+        with self._lock:
+            self._check_bucket(bucket)
+            rows = self._db.execute(
+                "SELECT upload_id, key, initiated, content_type, meta, headers FROM uploads "
+                "WHERE bucket=? AND key >= ? AND key < ? AND (key > ? OR (key = ? AND upload_id > ?)) "
+                "ORDER BY key, upload_id LIMIT ?",
+                (bucket, p, p + b"\xff", km, km, upload_id_marker if upload_id_marker else
+                 ("" if not km else "\uffff"), max_uploads + 1)).fetchall()
+        ups = [UploadRecord(bucket, bytes(k).decode("utf-8", "surrogatepass"), u, t, c,
+                            json.loads(m), json.loads(h)) for u, k, t, c, m, h in rows]
+        return ups[:max_uploads], len(ups) > max_uploads
+
+    def complete_upload(self, bucket: str, key: str, upload_id: str,
+                        parts: List[Tuple[int, str]]) -> ObjectRecord:
+        """Concatenate ``parts`` (ascending part numbers, ETags without quotes) into the object.
+
+        InvalidPartOrder, InvalidPart (unknown part or ETag mismatch), EntityTooSmall
+        (a part other than the last below 100 KiB), as OSS does.
+        """
+        raw_key = validate_key(key)
+        with self._lock:
+            up = self._get_upload(bucket, key, upload_id)
+            stored = {n: PartRecord(n, e, s, int(c), t, b) for n, e, s, c, t, b in self._db.execute(
+                "SELECT part_number, etag, size, crc64, mtime, blob FROM parts WHERE upload_id=?",
+                (upload_id,))}
+        if not parts:
+            raise StoreError("InvalidPart", 400, "The request must name at least one part.")
+        chosen: List[PartRecord] = []
+        prev = 0
+        for number, etag in parts:
+            if number <= prev:
+                raise StoreError("InvalidPartOrder", 400, "The list of parts was not in ascending order.")
+            prev = number
+            part = stored.get(number)
+            if part is None or part.etag != etag.strip('"').upper():
+                raise StoreError("InvalidPart", 400, "One or more of the specified parts could not be found "
+                                 "or the specified entity tag might not have matched the part's entity tag.")
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise StoreError("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum "
+                                 "allowed size.")
+        tmp = os.path.join(self.tmp_dir, uuid.uuid4().hex)
+        crc, size = 0, 0
+        try:
+            with open(tmp, "wb") as out:
+                for part in chosen:
+                    with open(os.path.join(self.part_dir, part.blob), "rb") as src:
+                        _copy_fd(src.fileno(), out.fileno(), part.size)
+                    crc = crc64_combine(crc, part.crc64, part.size) if size else part.crc64
+                    size += part.size
+                out.flush()
+                os.fsync(out.fileno())
+            rec = ObjectRecord(bucket, key, size, multipart_etag([p.etag for p in chosen]), crc,
+                               time.time(), up.content_type, up.user_meta, up.headers, "Multipart")
+            with self._lock:
+                # the upload must still exist: a concurrent complete/abort wins otherwise
+                self._get_upload(bucket, key, upload_id)
+                self._db.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+                self._db.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+            rec = self._install(rec, raw_key, tmp)
+        finally:
+            _unlink(tmp)
+        for part in stored.values():
+            _unlink(os.path.join(self.part_dir, part.blob))
+        return rec
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._get_upload(bucket, key, upload_id)
+            blobs = [r[0] for r in self._db.execute("SELECT blob FROM parts WHERE upload_id=?", (upload_id,))]
+            self._db.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+            self._db.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+        for b in blobs:
+            _unlink(os.path.join(self.part_dir, b))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Limited:
+    """A read-only view of the next ``n`` bytes of a file."""
+
+    def __init__(self, f: BinaryIO, n: int):
+        self._f, self._n = f, n
+
+    def read(self, size: int = -1) -> bytes:
+        if self._n <= 0:
+            return b""
+        if size < 0 or size > self._n:
+            size = self._n
+        buf = self._f.read(size)
+        self._n -= len(buf)
+        return buf
+
+
+def _copy_fd(src: int, dst: int, count: int) -> None:
+    """Copy ``count`` bytes in the kernel where possible."""
+    while count > 0:
+        try:
+            n = os.copy_file_range(src, dst, min(count, 1 << 30))
+        except OSError:
+            n = 0
+        if n == 0:
+            buf = os.read(src, min(count, CHUNK))
+            if not buf:
+                raise StoreError("InternalError", 500, "A stored part is shorter than recorded.")
+            os.write(dst, buf)
+            n = len(buf)
+        count -= n
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
