@@ -19,7 +19,7 @@ Faithful where the core could tell the difference:
 * ``if_match`` mismatches raise ``PreconditionFailed``; missing keys ``NotFound``;
   parts smaller than ``min_part_size`` (100 KiB, as OSS) other than the last one make
   ``complete_multipart`` fail with ``EntityTooSmall``; unknown or mismatched parts
-  with ``InvalidPart``; a CopyObject source above 1 GiB fails like OSS does.
+  with ``InvalidPart``; a part whose stated CRC64 differs ``IntegrityError``; a CopyObject source above 1 GiB fails like OSS does.
 * ``last_modified`` comes from the injected ``clock`` (whole seconds, as the HTTP
   header carries them).
 
@@ -47,7 +47,7 @@ from typing import Callable, Iterable, Optional
 
 import crcmod
 
-from .errors import NotFound, PreconditionFailed, StoreError
+from .errors import IntegrityError, NotFound, PreconditionFailed, StoreError
 from .store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class MemoryStore:
             up = self._upload(key, upload_id)
             etag = _md5_hex(data)
             up.parts[part_number] = (etag, data)
-            return PartInfo(part_number, etag, len(data))
+            return PartInfo(part_number, etag, len(data), crc64(data))
 
     def upload_part_copy(self, key: str, upload_id: str, part_number: int, src_key: str,
                          start: int, length: int, if_match: Optional[str] = None) -> PartInfo:
@@ -306,7 +306,7 @@ class MemoryStore:
             data = src.data[start:start + length]
             etag = _md5_hex(data)
             up.parts[part_number] = (etag, data)
-            return PartInfo(part_number, etag, len(data))
+            return PartInfo(part_number, etag, len(data), crc64(data))
 
     def complete_multipart(self, key: str, upload_id: str, parts: list) -> ObjectInfo:
         with self._lock:
@@ -326,6 +326,9 @@ class MemoryStore:
                 if i < len(parts) - 1 and len(held[1]) < self.min_part_size:
                     raise StoreError("part %d too small" % p.part_number,
                                      code="EntityTooSmall", status=400)
+                if p.crc64 is not None and p.crc64 != crc64(held[1]):
+                    raise IntegrityError("part %d: CRC64 differs from the server's" % p.part_number,
+                                         code="InconsistentError")
                 chunks.append(held[1])
                 digests.append(bytes.fromhex(held[0]))
             etag = "%s-%d" % (_md5_hex(b"".join(digests)), len(parts))
@@ -343,7 +346,7 @@ class MemoryStore:
         with self._lock:
             self._op("ListParts")
             up = self._upload(key, upload_id)
-            return [PartInfo(n, etag, len(data)) for n, (etag, data) in sorted(up.parts.items())]
+            return [PartInfo(n, etag, len(data), crc64(data)) for n, (etag, data) in sorted(up.parts.items())]
 
     def list_multipart_uploads(self, prefix: str = "") -> list:
         with self._lock:
