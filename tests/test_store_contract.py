@@ -1,0 +1,334 @@
+"""The ObjectStore contract: one suite that every store passes.
+
+Parametrized over ``MemoryStore`` (the in-memory fake the filesystem core is tested
+on) and ``OssStore`` talking to a real ``ossfs-server`` over loopback with the oss2 SDK.
+Each OSS test works under its own fresh key prefix of one shared server, which also
+exercises the mount-prefix handling on every call; ``test_prefix_mount_*`` checks the
+prefix against the raw bucket.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import uuid
+
+import pytest
+
+from ossfs.errors import NotFound, PreconditionFailed, StoreError
+from ossfs.store import ListPage, ObjectInfo, PartInfo
+
+KiB = 1024
+PART = 100 * KiB  # the smallest non-last part OSS accepts
+HEX32 = re.compile(r"^[0-9A-F]{32}$")
+MULTIPART_ETAG = re.compile(r"^[0-9A-F]{32}-(\d+)$")
+
+
+def md5_upper(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest().upper()
+
+
+def make_oss_store(server, prefix="", **kw):
+    from ossfs.store_oss import OssStore
+    kw.setdefault("retries", 2)
+    return OssStore(server.endpoint, server.bucket, (server.access_key_id, server.access_key_secret),
+                    prefix=prefix, **kw)
+
+
+@pytest.fixture(params=["memory", "oss"])
+def store(request):
+    if request.param == "memory":
+        from ossfs.store_mem import MemoryStore
+        return MemoryStore(bucket="b")
+    server = request.getfixturevalue("oss_server_session")
+    return make_oss_store(server, prefix="contract-%s/" % uuid.uuid4().hex[:12])
+
+
+def all_pages(store, prefix, delimiter="/", max_keys=1000):
+    objects, prefixes, pages = [], [], 0
+    token = None
+    while True:
+        page = store.list(prefix, delimiter=delimiter, token=token, max_keys=max_keys)
+        assert isinstance(page, ListPage)
+        pages += 1
+        assert len(page.objects) + len(page.prefixes) <= max_keys
+        objects += [o.key for o in page.objects]
+        prefixes += page.prefixes
+        for o in page.objects:
+            assert o.meta is None  # LIST carries no user metadata
+        token = page.next_token
+        if token is None:
+            return objects, prefixes, pages
+        assert pages < 100
+
+
+# --------------------------------------------------------------------------- objects
+
+def test_put_head_round_trip_meta_and_etag(store):
+    body = b"hello world\n"
+    info = store.put("dir/file", body, meta={"mode": "33188", "uid": "1000", "Mtime": "1700000000"},
+                     content_type="text/plain")
+    assert isinstance(info, ObjectInfo)
+    assert info.key == "dir/file" and info.size == len(body)
+    assert info.etag == md5_upper(body) and HEX32.match(info.etag)
+    head = store.head("dir/file")
+    assert head.key == "dir/file"
+    assert head.size == len(body)
+    assert head.etag == info.etag
+    assert head.content_type == "text/plain"
+    # names lower-case, without the x-oss-meta- prefix
+    assert head.meta == {"mode": "33188", "uid": "1000", "mtime": "1700000000"}
+    assert head.last_modified > 1.6e9
+    assert head.object_type == "Normal"
+
+
+def test_put_file_object_and_empty_body(store):
+    data = bytes(range(256)) * 1000
+    f = io.BytesIO(b"skipped" + data)
+    f.seek(7)  # the body is what follows the current position
+    info = store.put("blob", f)
+    assert info.size == len(data) and info.etag == md5_upper(data)
+    assert store.get_range("blob", 0, len(data) + 10) == data
+    empty = store.put("empty", b"")
+    assert empty.size == 0 and empty.etag == md5_upper(b"")
+    assert store.head("empty").size == 0
+    assert store.get_range("empty", 0, 10) == b""
+
+
+def test_head_and_get_missing_raise_not_found(store):
+    with pytest.raises(NotFound):
+        store.head("no/such/key")
+    with pytest.raises(NotFound):
+        store.get_range("no/such/key", 0, 1)
+    with pytest.raises(NotFound):
+        store.get_to_file("no/such/key", io.BytesIO())
+
+
+def test_get_range_bounds(store):
+    data = b"0123456789" * 10
+    store.put("r", data)
+    assert store.get_range("r", 0, 10) == data[:10]
+    assert store.get_range("r", 37, 5) == data[37:42]
+    assert store.get_range("r", 95, 50) == data[95:]  # fewer at the end
+    assert store.get_range("r", 100, 10) == b""  # at the end: nothing
+    assert store.get_range("r", 3, 0) == b""
+
+
+def test_get_to_file_writes_at_current_position(store):
+    data = hashlib.sha256(b"x").digest() * 5000  # 160000 bytes
+    store.put("g", data)
+    out = io.BytesIO()
+    out.write(b"HEAD")
+    n = store.get_to_file("g", out)
+    assert n == len(data)
+    assert out.getvalue() == b"HEAD" + data
+    part = io.BytesIO()
+    assert store.get_to_file("g", part, start=1000, length=5000) == 5000
+    assert part.getvalue() == data[1000:6000]
+    tail = io.BytesIO()
+    assert store.get_to_file("g", tail, start=len(data) - 10) == 10
+    assert tail.getvalue() == data[-10:]
+
+
+def test_if_match_preconditions(store):
+    info = store.put("p", b"version 1")
+    assert store.get_range("p", 0, 100, if_match=info.etag) == b"version 1"
+    store.put("p", b"version 2")
+    with pytest.raises(PreconditionFailed):
+        store.get_range("p", 0, 100, if_match=info.etag)
+    with pytest.raises(PreconditionFailed):
+        store.get_to_file("p", io.BytesIO(), if_match=info.etag)
+    with pytest.raises(PreconditionFailed):
+        store.copy("p", "p2", if_match=info.etag)
+    with pytest.raises(NotFound):
+        store.head("p2")
+
+
+def test_put_if_match(store):
+    first = store.put("pm", b"one")
+    second = store.put("pm", b"two", if_match=first.etag)
+    assert store.get_range("pm", 0, 10) == b"two"
+    with pytest.raises(PreconditionFailed):
+        store.put("pm", b"three", if_match=first.etag)
+    assert store.head("pm").etag == second.etag
+
+
+def test_copy_keeps_or_replaces_meta(store):
+    body = b"payload" * 100
+    src = store.put("src", body, meta={"mode": "33188", "uid": "7"}, content_type="text/plain")
+    kept = store.copy("src", "dst-copy")
+    assert kept.key == "dst-copy" and kept.size == len(body) and kept.etag == src.etag
+    head = store.head("dst-copy")
+    assert head.meta == {"mode": "33188", "uid": "7"}
+    assert head.content_type == "text/plain"
+    assert store.get_range("dst-copy", 0, len(body)) == body
+
+    replaced = store.copy("src", "dst-replace", meta={"mode": "33261"}, content_type="application/x-sh",
+                          if_match=src.etag)
+    assert replaced.size == len(body)
+    head = store.head("dst-replace")
+    assert head.meta == {"mode": "33261"}
+    assert head.content_type == "application/x-sh"
+    assert store.get_range("dst-replace", 0, len(body)) == body
+
+    # metadata update in place: copy onto itself with REPLACE
+    store.copy("src", "src", meta={"mode": "33279", "ctime": "1700000001"}, content_type="text/plain")
+    assert store.head("src").meta == {"mode": "33279", "ctime": "1700000001"}
+    assert store.get_range("src", 0, len(body)) == body
+
+    with pytest.raises(NotFound):
+        store.copy("missing", "x")
+
+
+def test_delete_and_delete_many(store):
+    for i in range(12):
+        store.put("del/%02d" % i, b"x")
+    store.delete("del/00")
+    store.delete("del/00")  # missing: not an error
+    with pytest.raises(NotFound):
+        store.head("del/00")
+    store.delete_many(["del/%02d" % i for i in range(1, 10)] + ["del/never-existed"])
+    objects, _, _ = all_pages(store, "del/")
+    assert objects == ["del/10", "del/11"]
+    store.delete_many([])
+
+
+def test_list_pagination_with_delimiter(store):
+    keys = ["a/1", "a/2", "a/sub/x", "b", "c/", "c/d", "d/e/f", "e", "f\u00fc\u00df", "g\x01ctl", "h z"]
+    for k in keys:
+        store.put(k, b"1")
+    objects, prefixes, pages = all_pages(store, "", max_keys=3)
+    assert objects == ["b", "e", "f\u00fc\u00df", "g\x01ctl", "h z"]
+    assert prefixes == ["a/", "c/", "d/"]
+    assert pages >= 3
+
+    objects, prefixes, _ = all_pages(store, "a/", max_keys=2)
+    assert objects == ["a/1", "a/2"] and prefixes == ["a/sub/"]
+
+    objects, prefixes, _ = all_pages(store, "c/")
+    assert objects == ["c/", "c/d"] and prefixes == []
+
+    objects, prefixes, _ = all_pages(store, "", delimiter="", max_keys=4)
+    assert objects == sorted(keys, key=lambda k: k.encode()) and prefixes == []
+
+    page = store.list("", max_keys=1000)
+    assert page.next_token is None
+    entry = [o for o in page.objects if o.key == "b"][0]
+    assert entry.size == 1 and entry.etag == md5_upper(b"1") and entry.last_modified > 1.6e9
+
+    assert all_pages(store, "nothing-here/") == ([], [], 1)
+
+
+# --------------------------------------------------------------------------- multipart
+
+def test_multipart_upload_list_and_complete(store):
+    p1 = b"a" * PART
+    p2 = b"b" * PART
+    p3 = b"tail"
+    upload_id = store.initiate_multipart("mp/obj", meta={"mode": "33188"}, content_type="application/x-test")
+    assert isinstance(upload_id, str) and upload_id
+    assert [(u.key, u.upload_id) for u in store.list_multipart_uploads("mp/")] == [("mp/obj", upload_id)]
+    assert store.list_multipart_uploads("other/") == []
+
+    parts = [store.upload_part("mp/obj", upload_id, 1, p1),
+             store.upload_part("mp/obj", upload_id, 2, io.BytesIO(p2)),
+             store.upload_part("mp/obj", upload_id, 3, p3)]
+    assert all(isinstance(p, PartInfo) for p in parts)
+    assert [(p.part_number, p.etag, p.size) for p in parts] == [
+        (1, md5_upper(p1), PART), (2, md5_upper(p2), PART), (3, md5_upper(p3), 4)]
+    listed = store.list_parts("mp/obj", upload_id)
+    assert [(p.part_number, p.etag, p.size) for p in listed] == [(p.part_number, p.etag, p.size) for p in parts]
+
+    info = store.complete_multipart("mp/obj", upload_id, parts)
+    assert info.size == 2 * PART + 4
+    m = MULTIPART_ETAG.match(info.etag)
+    assert m and m.group(1) == "3"
+    head = store.head("mp/obj")
+    assert head.etag == info.etag and head.size == info.size
+    assert head.meta == {"mode": "33188"} and head.content_type == "application/x-test"
+    assert store.get_range("mp/obj", PART - 2, 4) == b"aabb"
+    assert store.get_range("mp/obj", 2 * PART, 10) == b"tail"
+    assert store.list_multipart_uploads("mp/") == []
+    with pytest.raises(NotFound):
+        store.list_parts("mp/obj", upload_id)
+
+
+def test_upload_part_copy(store):
+    src = bytes(range(256)) * 1600  # 409600 bytes
+    src_info = store.put("pc/src", src)
+    upload_id = store.initiate_multipart("pc/dst")
+    parts = [store.upload_part_copy("pc/dst", upload_id, 1, "pc/src", 0, 2 * PART, if_match=src_info.etag),
+             store.upload_part("pc/dst", upload_id, 2, b"N" * PART),
+             store.upload_part_copy("pc/dst", upload_id, 3, "pc/src", 3 * PART, PART)]
+    assert parts[0].size == 2 * PART and parts[0].etag == md5_upper(src[:2 * PART])
+    info = store.complete_multipart("pc/dst", upload_id, parts)
+    expected = src[:2 * PART] + b"N" * PART + src[3 * PART:4 * PART]
+    assert info.size == len(expected)
+    assert store.get_range("pc/dst", 0, len(expected) + 1) == expected
+
+    upload_id = store.initiate_multipart("pc/dst2")
+    with pytest.raises(PreconditionFailed):
+        store.upload_part_copy("pc/dst2", upload_id, 1, "pc/src", 0, PART, if_match=md5_upper(b"other"))
+    store.abort_multipart("pc/dst2", upload_id)
+
+
+def test_abort_and_unknown_upload(store):
+    upload_id = store.initiate_multipart("ab/obj")
+    store.upload_part("ab/obj", upload_id, 1, b"x" * 10)
+    store.abort_multipart("ab/obj", upload_id)
+    assert store.list_multipart_uploads("ab/") == []
+    with pytest.raises(NotFound):
+        store.abort_multipart("ab/obj", upload_id)
+    with pytest.raises(NotFound):
+        store.upload_part("ab/obj", upload_id, 2, b"y")
+    with pytest.raises(NotFound):
+        store.head("ab/obj")
+
+
+def test_complete_refuses_small_middle_part(store):
+    upload_id = store.initiate_multipart("small/obj")
+    parts = [store.upload_part("small/obj", upload_id, 1, b"too small"),
+             store.upload_part("small/obj", upload_id, 2, b"last")]
+    with pytest.raises(StoreError) as err:
+        store.complete_multipart("small/obj", upload_id, parts)
+    assert not isinstance(err.value, NotFound)
+    store.abort_multipart("small/obj", upload_id)
+
+
+# --------------------------------------------------------------------------- OSS only
+
+def test_prefix_mount_adds_and_strips_prefix(oss_server_session):
+    root = make_oss_store(oss_server_session)
+    base = "pfx-%s" % uuid.uuid4().hex[:8]
+    mounted = make_oss_store(oss_server_session, prefix="/%s/sub/" % base)
+    mounted.put("file", b"1", meta={"mode": "33188"})
+    mounted.put("dir/child", b"2")
+    assert root.head("%s/sub/file" % base).meta == {"mode": "33188"}
+    page = mounted.list("")
+    assert [o.key for o in page.objects] == ["file"] and page.prefixes == ["dir/"]
+    assert [o.key for o in mounted.list("dir/").objects] == ["dir/child"]
+    assert mounted.head("dir/child").key == "dir/child"
+    mounted.copy("file", "file2")
+    assert root.get_range("%s/sub/file2" % base, 0, 10) == b"1"
+    upload_id = mounted.initiate_multipart("big")
+    assert [(u.key, u.upload_id) for u in mounted.list_multipart_uploads("")] == [("big", upload_id)]
+    mounted.abort_multipart("big", upload_id)
+    mounted.delete_many(["file", "file2", "dir/child"])
+    assert root.list("%s/" % base, delimiter="").objects == []
+
+
+def test_large_copy_switches_to_part_copy(oss_server_session):
+    store = make_oss_store(oss_server_session, prefix="bigcopy-%s/" % uuid.uuid4().hex[:8],
+                           copy_limit=300 * KiB, copy_part_size=PART)
+    data = bytes(range(251)) * 1700  # 426700 bytes: 5 parts of 100 KiB
+    src = store.put("src", data, meta={"mode": "33188"}, content_type="text/plain")
+    before = oss_server_session.stats()["requests"]
+    info = store.copy("src", "dst", meta={"mode": "33261"})
+    after = oss_server_session.stats()["requests"]
+    assert after.get("UploadPartCopy", 0) - before.get("UploadPartCopy", 0) == 5
+    assert after.get("CopyObject", 0) == before.get("CopyObject", 0)
+    assert info.size == len(data) and MULTIPART_ETAG.match(info.etag)
+    head = store.head("dst")
+    assert head.meta == {"mode": "33261"}
+    assert store.get_range("dst", 0, len(data)) == data
+    assert src.crc64 is not None and head.crc64 == src.crc64
