@@ -24,6 +24,7 @@ No shared state: every function works on its arguments only, so no lock is neede
 from __future__ import annotations
 
 import calendar
+import email.message
 import hashlib
 import hmac
 import logging
@@ -177,6 +178,12 @@ def verify_request(method: str, raw_path: str, query: str, headers,
     ``headers`` is an ``email.message.Message`` (as ``http.server`` gives) or a mapping.
     """
     now = time.time() if now is None else now
+    if not hasattr(headers, "get_all"):
+        # A plain mapping: give it the case-insensitive lookups HTTP headers need.
+        message = email.message.Message()
+        for name, value in headers.items():
+            message[name] = value
+        headers = message
     pairs = _parse_query(query)
     qdict = dict(pairs)
     presigned = "X-Amz-Algorithm" in qdict

@@ -436,11 +436,11 @@ def _parse_range(value: str, size: int) -> Optional[Tuple[int, int]]:
         end = int(last) if last else size - 1
     except ValueError:
         return None
-    if end < start:
-        return None
     if start >= size:
         raise S3Error("InvalidRange", 416, "The requested range is not satisfiable",
                       {"Content-Range": "bytes */%d" % size})
+    if end < start:
+        return None
     return start, min(end, size - 1)
 
 
