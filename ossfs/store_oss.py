@@ -497,6 +497,13 @@ class OssStore:
         headers = _meta_headers(meta, content_type)
         headers["Content-MD5"] = data.md5
         if if_match:
+            # OSS ignores If-Match on PutObject: check with a HEAD first (a writer that
+            # slips in between HEAD and PUT is not detected), and send the header too
+            # for servers that do honour it.
+            current = self.head(key).etag
+            if current != _unquote(if_match):
+                raise PreconditionFailed("PUT %r: object changed (ETag %s, expected %s)"
+                                         % (key, current, _unquote(if_match)), "PreconditionFailed", 412)
             headers["If-Match"] = _quote(if_match)
         result = self._call("PUT %r" % key,
                             lambda _a: self._bucket.put_object(self._k(key), data.payload(), headers=dict(headers)))
