@@ -1,0 +1,354 @@
+"""The FUSE adapter: libfuse3 (through mfusepy) on one side, :class:`ossfs.fs.FileSystem` on the other.
+
+This is the only module that imports ``mfusepy``.  It owns:
+
+* :class:`FuseOperations`: one callback per FUSE operation, each of which calls the
+  filesystem core with the caller's identity (``fuse_get_context()`` -> ``Ctx``) and
+  either returns its answer or turns its exception into an errno with
+  :func:`ossfs.errors.to_errno`, the single errno table.  Nothing else happens here:
+  no caching, no retries, no policy.  An exception that is neither an ``OSError`` nor
+  an ossfs error is a bug: it is logged once with its traceback and the caller gets
+  ``EIO``.
+* :class:`KernelSettings`: what the kernel may cache and how big its requests are;
+  applied in ``init`` (libfuse3's ``struct fuse_config``/``fuse_conn_info``).
+* :func:`run_fuse`: mounts and serves until unmounted or signalled (SIGINT, SIGTERM and
+  SIGHUP make libfuse unmount cleanly; ``destroy`` then uploads every dirty file).
+
+Three places where mfusepy 3.1 drops what libfuse3 offers are filled in by the small
+``_Fuse`` subclass: readdir passes every entry's full attributes with
+``FUSE_FILL_DIR_PLUS`` when the kernel asks for READDIRPLUS (so ``ls -l`` costs one
+listing, not one ``getattr`` per entry); ``rename`` passes its ``flags``
+(``RENAME_NOREPLACE``/``RENAME_EXCHANGE``) instead of silently ignoring them;
+``utimens`` understands ``UTIME_NOW``/``UTIME_OMIT`` (mfusepy would turn them into
+nonsense nanosecond counts); ``truncate`` passes the file handle of ``ftruncate``.
+
+Kernel caching decisions (documented for users in ``docs/semantics.md``):
+
+* attributes and directory entries are cached by the kernel for ``attr_timeout`` /
+  ``entry_timeout`` (1 s by default, never longer than ``stat_cache_expire``), missing
+  names for ``negative_timeout`` (0 with ``disable_noobj_cache``);
+* the page cache of a file is kept across opens when its size and mtime did not change
+  (libfuse's ``auto_cache``, re-checked on every open), so re-reading an unchanged file
+  costs nothing and a file changed by another client is re-read after ``open``;
+* ``hard_remove``: unlinking an open file removes it at once, instead of libfuse's
+  rename to ``.fuse_hidden*``, which would create (and bill) a hidden object.
+
+Threads: libfuse calls the callbacks from many threads at once (one with ``-s``);
+this module holds no state of its own beyond what is set before the mount starts.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+# mfusepy picks the first libfuse it finds; s3fs pulls in libfuse2, and we need 3.
+os.environ.setdefault("FUSE_LIBRARY_PATH", "libfuse3.so.3")
+import mfusepy  # noqa: E402
+
+from ossfs.errors import OssfsError, to_errno  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+FUSE_READDIR_PLUS = 1 << 0  # enum fuse_readdir_flags
+FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+MAX_REQUEST = 1 << 20  # 1 MiB reads and writes: libfuse3's largest request size
+
+
+def libfuse_version() -> str:
+    """The version of the libfuse library in use ("3.14")."""
+    return "%d.%d" % (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+
+
+def mfusepy_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("mfusepy")
+    except Exception:  # noqa: BLE001 - only used for --version
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """What the kernel may cache, and for how long (seconds)."""
+
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    negative_timeout: float = 1.0
+    max_request: int = MAX_REQUEST
+
+    @classmethod
+    def from_stat_cache_expire(cls, expire: Optional[float], negative_cache: bool = True) -> "KernelSettings":
+        """Kernel timeouts bounded by ``stat_cache_expire`` (-1 or None: no bound beyond 1 s)."""
+        limit = 1.0
+        if expire is not None and 0 <= float(expire) < limit:
+            limit = float(expire)
+        return cls(attr_timeout=limit, entry_timeout=limit, negative_timeout=limit if negative_cache else 0.0)
+
+
+def _fs_call(func: Callable) -> Callable:
+    """Map the core's exceptions to ``FuseOSError`` (the only errno path)."""
+
+    @functools.wraps(func)
+    def wrapper(self, *args):
+        try:
+            return func(self, *args)
+        except mfusepy.FuseOSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure must become an errno
+            if not isinstance(exc, (OSError, OssfsError, NotImplementedError)):
+                # A bug in ossfs: say so loudly, once, with the place it happened.
+                # Only the path is logged: other arguments may be file contents.
+                log.error("unexpected error in %s(%r)", func.__name__, args[0] if args else None, exc_info=True)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("%s(%r): %s", func.__name__, args[0] if args else None, exc)
+            raise mfusepy.FuseOSError(to_errno(exc)) from None
+
+    return wrapper
+
+
+def _ctx():
+    """The caller's identity as the core's ``Ctx(uid, gid, pid)``."""
+    from ossfs.fs import Ctx  # imported late so that --version works without the core
+    uid, gid, pid = mfusepy.fuse_get_context()
+    return Ctx(uid, gid, pid)
+
+
+class FuseOperations(mfusepy.Operations):
+    """fusepy-style callbacks, each a one-line call into the filesystem core."""
+
+    use_ns = True  # times are integer nanoseconds, as in ossfs.meta
+
+    def __init__(self, fs, kernel: KernelSettings = KernelSettings(),
+                 on_ready: Optional[Callable[[], None]] = None):
+        self.fs = fs
+        self.kernel = kernel
+        self._on_ready = on_ready
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def init_with_config(self, conn, config) -> None:
+        if config is not None:
+            config.attr_timeout = self.kernel.attr_timeout
+            config.entry_timeout = self.kernel.entry_timeout
+            config.negative_timeout = self.kernel.negative_timeout
+            config.hard_remove = 1
+            config.use_ino = 0
+            config.kernel_cache = 0
+            config.auto_cache = 1
+            # Check size/mtime on every open (close-to-open), not only after attr_timeout.
+            config.ac_attr_timeout_set = 1
+            config.ac_attr_timeout = 0.0
+        if conn is not None:
+            conn.max_write = min(conn.max_write or self.kernel.max_request, self.kernel.max_request)
+        self.fs.init()
+        log.info("mounted (kernel attribute cache %.1fs, requests up to %d KiB)",
+                 self.kernel.attr_timeout, self.kernel.max_request >> 10)
+        if self._on_ready is not None:
+            self._on_ready()
+
+    @_fs_call
+    def destroy(self, path):
+        self.fs.destroy()
+
+    # -- metadata --------------------------------------------------------------
+
+    @_fs_call
+    def getattr(self, path, fh=None):
+        return self.fs.getattr(path, fh)
+
+    @_fs_call
+    def readdir(self, path, fh):
+        return [(name, attrs, 0) for name, attrs in self.fs.readdir(path, fh)]
+
+    @_fs_call
+    def readlink(self, path):
+        return self.fs.readlink(path)
+
+    @_fs_call
+    def mknod(self, path, mode, dev):
+        return self.fs.mknod(path, mode, dev, _ctx())
+
+    @_fs_call
+    def mkdir(self, path, mode):
+        return self.fs.mkdir(path, mode, _ctx())
+
+    @_fs_call
+    def unlink(self, path):
+        return self.fs.unlink(path)
+
+    @_fs_call
+    def rmdir(self, path):
+        return self.fs.rmdir(path)
+
+    @_fs_call
+    def symlink(self, target, source):
+        return self.fs.symlink(target, source, _ctx())
+
+    @_fs_call
+    def rename(self, old, new, flags=0):
+        return self.fs.rename(old, new, flags)
+
+    @_fs_call
+    def link(self, target, source):
+        return self.fs.link(target, source)
+
+    @_fs_call
+    def chmod(self, path, mode):
+        return self.fs.chmod(path, mode, _ctx())
+
+    @_fs_call
+    def chown(self, path, uid, gid):
+        return self.fs.chown(path, uid, gid, _ctx())
+
+    @_fs_call
+    def utimens(self, path, times=None):
+        return self.fs.utimens(path, times)
+
+    @_fs_call
+    def truncate(self, path, length, fh=None):
+        return self.fs.truncate(path, length, fh)
+
+    @_fs_call
+    def access(self, path, amode):
+        return self.fs.access(path, amode, _ctx())
+
+    @_fs_call
+    def statfs(self, path):
+        return self.fs.statfs(path)
+
+    # -- extended attributes ---------------------------------------------------
+
+    @_fs_call
+    def getxattr(self, path, name, position=0):
+        return self.fs.getxattr(path, name)
+
+    @_fs_call
+    def setxattr(self, path, name, value, options, position=0):
+        return self.fs.setxattr(path, name, value, options)
+
+    @_fs_call
+    def listxattr(self, path):
+        return self.fs.listxattr(path)
+
+    @_fs_call
+    def removexattr(self, path, name):
+        return self.fs.removexattr(path, name)
+
+    # -- file handles ----------------------------------------------------------
+
+    @_fs_call
+    def open(self, path, flags):
+        return self.fs.open(path, flags, _ctx())
+
+    @_fs_call
+    def create(self, path, mode, flags):
+        return self.fs.create(path, mode, flags, _ctx())
+
+    @_fs_call
+    def read(self, path, size, offset, fh):
+        return self.fs.read(path, size, offset, fh)
+
+    @_fs_call
+    def write(self, path, data, offset, fh):
+        return self.fs.write(path, data, offset, fh)
+
+    @_fs_call
+    def flush(self, path, fh):
+        return self.fs.flush(path, fh)
+
+    @_fs_call
+    def fsync(self, path, datasync, fh):
+        return self.fs.fsync(path, datasync, fh)
+
+    @_fs_call
+    def release(self, path, fh):
+        return self.fs.release(path, fh)
+
+
+class _Fuse(mfusepy.FUSE):
+    """mfusepy's FUSE with the libfuse3 features it leaves out (see the module docstring)."""
+
+    def _decode(self, path: Optional[bytes]) -> Optional[str]:
+        return None if path is None else path.decode(self.encoding, self.errors)
+
+    def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        for name, attrs, _off in self.operations.readdir(self._decode(path), fip.contents.fh):
+            st = mfusepy.c_stat()
+            fill_flags = 0
+            if attrs:
+                if plus:
+                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                    fill_flags = FUSE_FILL_DIR_PLUS
+                else:
+                    st.st_mode = attrs.get("st_mode", 0)
+            if filler(buf, name.encode(self.encoding, self.errors), st if attrs else None, 0, fill_flags) != 0:
+                break
+        return 0
+
+    def rename_fuse_3(self, old, new, flags):
+        return self.operations.rename(self._decode(old), self._decode(new), flags)
+
+    def truncate_fuse_3(self, path, length, fip):
+        fh = fip.contents.fh if fip else None
+        return self.operations.truncate(self._decode(path), length, fh)
+
+    def utimens_fuse_3(self, path, buf, fip):
+        decoded = self._decode(path)
+        if not buf:
+            return self.operations.utimens(decoded, None)
+        atime, mtime = buf.contents.actime, buf.contents.modtime
+        if atime.tv_nsec == UTIME_NOW and mtime.tv_nsec == UTIME_NOW:
+            return self.operations.utimens(decoded, None)
+        if UTIME_OMIT in (atime.tv_nsec, mtime.tv_nsec):
+            if atime.tv_nsec == UTIME_OMIT and mtime.tv_nsec == UTIME_OMIT:
+                return 0
+            # The core takes both times; keep the omitted one as it is now.
+            current = self.operations.getattr(decoded, fip.contents.fh if fip else None)
+        now = time.time_ns()
+
+        def pick(ts, key):
+            if ts.tv_nsec == UTIME_NOW:
+                return now
+            if ts.tv_nsec == UTIME_OMIT:
+                return int(current[key])
+            return ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+
+        return self.operations.utimens(decoded, (pick(atime, "st_atime"), pick(mtime, "st_mtime")))
+
+
+def fuse_options(*, fsname: str, allow_other: bool = False, read_only: bool = False,
+                 extra: Optional[dict] = None, max_request: int = MAX_REQUEST) -> dict:
+    """The mount options handed to libfuse.
+
+    ``default_permissions`` is always on: the kernel checks every access against the
+    mode, uid and gid we report, which is what makes a 0600 file unreadable to other
+    users of an ``allow_other`` mount (and spares a round trip per access check).
+    """
+    opts = {"fsname": fsname, "subtype": "ossfs", "default_permissions": True, "max_read": max_request}
+    if allow_other:
+        opts["allow_other"] = True
+    if read_only:
+        opts["ro"] = True
+    opts.update(extra or {})
+    return opts
+
+
+def run_fuse(operations: FuseOperations, mountpoint: str, *, options: dict,
+             single_thread: bool = False, fuse_debug: bool = False) -> None:
+    """Mount ``mountpoint`` and serve requests until it is unmounted or the process
+    is signalled.  Returns after ``destroy``; raises ``RuntimeError`` if libfuse
+    could not mount."""
+    logging.getLogger("mfusepy").setLevel(logging.DEBUG if fuse_debug else logging.WARNING)
+    _Fuse(operations, mountpoint, foreground=True, nothreads=single_thread, debug=fuse_debug,
+          raw_fi=False, **options)
+
+
+__all__ = ["FuseOperations", "KernelSettings", "fuse_options", "run_fuse", "libfuse_version",
+           "mfusepy_version"]
