@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 OWNER_ID = "ossfs-server"
 MAX_LIST = 1000
+PRESIGN_PARAMS = frozenset(["OSSAccessKeyId", "Expires", "Signature", "security-token",
+                            "x-oss-signature-version", "x-oss-credential", "x-oss-date",
+                            "x-oss-expires", "x-oss-signature", "x-oss-additional-headers",
+                            "x-oss-security-token"])
 DEFAULT_LIST = 100
 
 
@@ -201,7 +205,9 @@ def _xml_root(body: bytes):
 # ---------------------------------------------------------------------- routing
 def route(handler) -> str:
     """The OSS operation name of the request (raises MethodNotAllowed / NotImplemented)."""
-    m, q, bucket, key = handler.command, handler.query, handler.bucket, handler.key
+    m, bucket, key = handler.command, handler.bucket, handler.key
+    # presigned-URL parameters say nothing about the operation
+    q = {k: v for k, v in handler.query.items() if k not in PRESIGN_PARAMS}
     if not bucket:
         if m == "GET":
             return "ListBuckets"
