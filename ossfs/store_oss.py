@@ -360,7 +360,7 @@ class OssStore:
             except Exception as exc:  # noqa: BLE001 - every failure is translated below
                 if not is_temp_failure(exc) or attempt >= limit:
                     err = translate(exc, what, self.endpoint)
-                    if attempt and isinstance(err, TransientError):
+                    if attempt and isinstance(err, TransientError) and not isinstance(err, Unreachable):
                         err.args = ("%s (after %d attempts)" % (err.args[0], attempt + 1),)
                     raise err from None
                 delay = backoff_delay(attempt)
@@ -381,8 +381,11 @@ class OssStore:
                     raise StoreError("%s does not speak the OSS protocol (HTTP %d without an OSS error)"
                                      % (self.endpoint, exc.status), status=exc.status) from None
                 raise
-            except (ElementTree.ParseError, AttributeError, ValueError, TypeError) as exc:
-                raise StoreError("%s does not speak the OSS protocol (%s)" % (self.endpoint, type(exc).__name__)) from None
+            except (oss2.exceptions.OssError,) + _NETWORK_ERRORS:
+                raise
+            except Exception:  # noqa: BLE001 - an answer oss2 cannot parse (HTML, JSON, ...)
+                raise StoreError("%s does not speak the OSS protocol (its answer is not OSS XML)"
+                                 % self.endpoint) from None
             if result.status // 100 != 2 or not hasattr(result, "object_list"):
                 raise StoreError("%s does not speak the OSS protocol" % self.endpoint)
 
