@@ -1,0 +1,133 @@
+"""Mounting fails fast, with one line ``ossfs: ...`` and a non-zero exit, before daemonizing."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from .conftest import find_daemon, is_mounted, write_passwd
+
+
+def _one_line_failure(proc, *needles):
+    assert proc.returncode != 0, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ossfs: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def setup(oss_server, tmp_path):
+    passwd = write_passwd(str(tmp_path / "passwd"), oss_server)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    return oss_server, passwd, str(mnt), tmp_path
+
+
+def _opts(server, passwd, tmp_path, url=None):
+    return "url=%s,passwd_file=%s,use_cache=%s" % (url or server.endpoint, passwd, tmp_path / "cache")
+
+
+def test_missing_mountpoint(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    proc = run_ossfs(server.bucket, mnt + "-nope", "-o", _opts(server, passwd, tmp))
+    _one_line_failure(proc, "does not exist", mnt + "-nope")
+
+
+def test_mountpoint_is_a_file(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    path = str(tmp / "afile")
+    open(path, "w").close()
+    proc = run_ossfs(server.bucket, path, "-o", _opts(server, passwd, tmp))
+    _one_line_failure(proc, "not a directory")
+
+
+def test_mountpoint_not_empty(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    open(os.path.join(mnt, "x"), "w").close()
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp))
+    _one_line_failure(proc, "not empty", "nonempty")
+    assert not is_mounted(mnt)
+
+
+def test_mountpoint_busy(mount, run_ossfs, tmp_path):
+    proc = run_ossfs(mount.server.bucket, mount.path, "-o",
+                     "url=%s,passwd_file=%s,nonempty" % (mount.server.endpoint, mount.passwd))
+    _one_line_failure(proc, "busy")
+    assert find_daemon(mount.path) == mount.pid  # the first mount is untouched
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_endpoint_down(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    url = "http://127.0.0.1:%d" % _free_port()
+    start = time.monotonic()
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp, url=url))
+    assert time.monotonic() - start < 15
+    _one_line_failure(proc, "cannot reach", url)
+    assert not is_mounted(mnt)
+
+
+def test_wrong_secret(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    with open(passwd, "w") as f:
+        f.write("%s:%s:%s\n" % (server.bucket, server.access_key_id, "wrong-secret-value"))
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp))
+    line = _one_line_failure(proc, "access denied", "secret")
+    assert "wrong-secret-value" not in line
+
+
+def test_wrong_key_id(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    with open(passwd, "w") as f:
+        f.write("%s:%s:%s\n" % (server.bucket, "no-such-key-id", server.access_key_secret))
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp))
+    line = _one_line_failure(proc, "access denied", "key id")
+    assert server.access_key_secret not in line
+
+
+def test_missing_bucket(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    with open(passwd, "w") as f:
+        f.write("%s:%s\n" % (server.access_key_id, server.access_key_secret))
+    proc = run_ossfs("no-such-bucket", mnt, "-o", _opts(server, passwd, tmp))
+    _one_line_failure(proc, "bucket 'no-such-bucket' does not exist")
+
+
+def test_unknown_option(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp) + ",frobnicate")
+    _one_line_failure(proc, "frobnicate")
+
+
+def test_passwd_file_too_open(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    os.chmod(passwd, 0o644)
+    proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp))
+    line = _one_line_failure(proc, passwd)
+    assert server.access_key_secret not in line
+
+
+def test_version(run_ossfs):
+    proc = run_ossfs("--version")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert names == ["ossfs", "oss2", "mfusepy", "libfuse"], proc.stdout
+    assert proc.stdout.splitlines()[3].split()[1].startswith("3."), proc.stdout
+
+
+def test_status_without_mount(tmp_path, run_ossfs):
+    proc = run_ossfs("status", str(tmp_path))
+    _one_line_failure(proc, "not mounted")
