@@ -332,3 +332,15 @@ def test_large_copy_switches_to_part_copy(oss_server_session):
     assert head.meta == {"mode": "33261"}
     assert store.get_range("dst", 0, len(data)) == data
     assert src.crc64 is not None and head.crc64 == src.crc64
+
+
+def test_list_objects_v2_pages_like_v1(oss_server_session):
+    prefix = "v2-%s/" % uuid.uuid4().hex[:8]
+    v1 = make_oss_store(oss_server_session, prefix=prefix)
+    v2 = make_oss_store(oss_server_session, prefix=prefix, list_v2=True)
+    for k in ["a/1", "a/2", "b", "c/d", "e\x02ctl", "f"]:
+        v1.put(k, b"1")
+    before = oss_server_session.stats()["requests"].get("ListObjectsV2", 0)
+    assert all_pages(v2, "", max_keys=2)[:2] == all_pages(v1, "", max_keys=2)[:2] == (
+        ["b", "e\x02ctl", "f"], ["a/", "c/"])
+    assert oss_server_session.stats()["requests"].get("ListObjectsV2", 0) > before
