@@ -323,7 +323,9 @@ def test_download_pinned_to_etag_fails_when_object_replaced(store, tmp_path):
 
 # --------------------------------------------------------------------------- failures
 
-def test_wrong_credentials_give_access_denied_quickly(server):
+def test_wrong_credentials_give_access_denied_quickly(server, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
     bad_secret = "wrong-secret-" + uuid.uuid4().hex
     store = make_store(server, secret=bad_secret)
     t0 = time.monotonic()
@@ -341,6 +343,9 @@ def test_wrong_credentials_give_access_denied_quickly(server):
     assert "wrong access key id" in str(err.value)
     with pytest.raises(AccessDenied):
         store.head("x")  # HEAD answers carry no error body: the code is unknown, the type is not
+    logged = caplog.text
+    assert bad_secret not in logged and server.access_key_secret not in logged
+    assert "Signature=" not in logged and "Authorization" not in logged
     assert server.access_key_secret not in str(err.value)
 
 
