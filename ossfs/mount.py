@@ -45,7 +45,6 @@ import logging.handlers
 import os
 import re
 import select
-import shutil
 import socket
 import sys
 import tempfile
@@ -360,20 +359,33 @@ def query_status(mountpoint: str, timeout: float = 10.0) -> dict:
 # --------------------------------------------------------------------------- the mount
 
 def cache_dir_for(config) -> str:
-    """``use_cache=`` if given, else a private directory under ``tmpdir``."""
-    if config.use_cache:
-        return os.path.abspath(config.use_cache)
-    key = hashlib.sha256(("%s\0%s\0%s\0%s" % (config.url, config.bucket, config.prefix,
-                                              os.path.realpath(config.mountpoint))).encode()).hexdigest()[:16]
-    return os.path.join(config.tmpdir or "/tmp", "ossfs-%d" % os.getuid(), key)
+    """The cache directory of this mount (the cache module decides where it is)."""
+    from ossfs.cache import default_cache_root, mount_cache_dir
+    return mount_cache_dir(os.path.abspath(config.use_cache) if config.use_cache else default_cache_root(),
+                           config.bucket, config.prefix or "")
 
 
-def build_filesystem(config, store, cache_dir: str):
+def lock_cache_dir(cache_dir: str) -> int:
+    """Hold an exclusive lock on the cache directory for the life of the mount (the fd
+    is inherited by the daemon): two processes sharing one index and one set of
+    dirty files would upload each other's stale data."""
+    import fcntl
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(cache_dir, "mount.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError("cache directory %s is in use by another ossfs mount of this bucket; "
+                        "give this mount its own -o use_cache=DIR" % cache_dir) from None
+    return fd
+
+
+def build_filesystem(config, store):
     """Cache and filesystem core over ``store``."""
     from ossfs.cache import Cache
     from ossfs.fs import FileSystem
-    cache = Cache.from_config(cache_dir, config) if hasattr(Cache, "from_config") else Cache(cache_dir, config)
-    return FileSystem(store, config, cache)
+    return FileSystem(store, config, Cache.from_config(config, store))
 
 
 class _Notifier:
@@ -400,11 +412,11 @@ class _Notifier:
         self._send(b"ERR " + SECRETS.scrub(message).encode("utf-8", "replace").replace(b"\n", b" ") + b"\n")
 
 
-def serve(config, store, notifier: _Notifier, cache_dir: str, on_started: Callable[[], None] = lambda: None) -> int:
+def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = lambda: None) -> int:
     """Build the filesystem and serve the mount until it ends; returns the exit code."""
     from ossfs.fuse_ops import FuseOperations, KernelSettings, fuse_options, run_fuse
 
-    fs = build_filesystem(config, store, cache_dir)
+    fs = build_filesystem(config, store)
     kernel = KernelSettings(
         attr_timeout=float(config.attr_timeout), entry_timeout=float(config.entry_timeout),
         negative_timeout=float(config.negative_timeout) if config.neg_cache else 0.0)
@@ -491,16 +503,10 @@ def mount(config, environ) -> int:
     store = build_store(config, credentials)
     check_bucket(store, config)
     cache_dir = cache_dir_for(config)
-    if config.del_cache and os.path.isdir(cache_dir):
-        shutil.rmtree(cache_dir, ignore_errors=True)
-    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    lock_cache_dir(cache_dir)  # released when the process that serves the mount exits
 
     if config.foreground:
-        try:
-            return serve(config, store, _Notifier(None), cache_dir)
-        finally:
-            if config.del_cache:
-                shutil.rmtree(cache_dir, ignore_errors=True)
+        return serve(config, store, _Notifier(None))
 
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
@@ -541,7 +547,7 @@ def mount(config, environ) -> int:
             _redirect_stdio(log_file or os.devnull)
 
         try:
-            code = serve(config, store, notifier, cache_dir, on_started=started)
+            code = serve(config, store, notifier, on_started=started)
         except UserError as exc:
             detail = _last_line(startup_err)
             notifier.fail(str(exc) + (": " + detail if detail else ""))
@@ -549,8 +555,6 @@ def mount(config, environ) -> int:
         except BaseException as exc:  # noqa: BLE001 - the daemon reports, then exits
             log.error("mount failed", exc_info=True)
             notifier.fail("mount failed: %s" % (str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-        if config.del_cache:
-            shutil.rmtree(cache_dir, ignore_errors=True)
     finally:
         try:
             os.unlink(startup_err)
