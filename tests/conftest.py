@@ -146,7 +146,7 @@ class OssServer:
         """Send one V1-signed request with ``requests`` (path style) and return the response.
 
         For cases oss2 refuses to produce (invalid bucket names, old dates...).
-        ``params`` are signed as oss2 signs sub-resources (all of them here).
+        ``params`` are signed as oss2 signs them (only its sub-resource names).
         """
         import base64
         import email.utils
@@ -159,8 +159,10 @@ class OssServer:
         params = dict(params or {})
         headers["Date"] = date or email.utils.formatdate(usegmt=True)
         resource = "/%s/%s" % (bucket, key) if bucket else "/"
-        if params:
-            resource += "?" + "&".join(k + "=" + v if v else k for k, v in sorted(params.items()))
+        import oss2.auth
+        subs = sorted((k, v) for k, v in params.items() if k in oss2.auth.ProviderAuth._subresource_key_set)
+        if subs:
+            resource += "?" + "&".join(k + "=" + v if v else k for k, v in subs)
         oss_headers = "".join("%s:%s\n" % (k.lower(), v) for k, v in
                               sorted(headers.items(), key=lambda kv: kv[0].lower())
                               if k.lower().startswith("x-oss-"))

@@ -140,6 +140,13 @@ def multipart_etag(part_etags: List[str]) -> str:
 
 
 _crc_combiner = Crc64()
+# Building a crcmod table costs ~1 ms; every body gets a cheap copy of this one instead.
+_CRC_TEMPLATE = Crc64().crc64
+
+
+def new_crc64():
+    """A fresh CRC-64/ECMA-182 accumulator (``.update(bytes)``, ``.crcValue``), as oss2 computes it."""
+    return _CRC_TEMPLATE.new()
 
 
 def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
@@ -217,7 +224,7 @@ class Store:
         """
         path = os.path.join(self.tmp_dir, uuid.uuid4().hex)
         md5 = hashlib.md5()
-        crc = Crc64()
+        crc = new_crc64()
         size = 0
         ok = False
         try:
@@ -256,7 +263,7 @@ class Store:
                 os.fsync(out.fileno())
             ok = True
             total = size + (os.path.getsize(prefix_file) if prefix_file else 0)
-            return _Received(path, total, md5.hexdigest().upper(), crc.crc)
+            return _Received(path, total, md5.hexdigest().upper(), crc.crcValue)
         finally:
             if not ok:
                 _unlink(path)
