@@ -262,13 +262,20 @@ def _body_reader(req: S3Request):
             raise S3Error("MissingContentLength", 411,
                           "x-amz-decoded-content-length is required with aws-chunked bodies") from None
         lines = _LineReader(raw)
-        return auth_s3.AwsChunkedReader(lines.read, lines.readline, ctx, decoded), decoded
-    length = raw.length
-    if ctx.payload == auth_s3.UNSIGNED_PAYLOAD:
-        return raw, length
-    if length is None:
-        raise S3Error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
-    return auth_s3.Sha256Reader(raw.read, length, ctx.payload), length
+        reader, length = auth_s3.AwsChunkedReader(lines.read, lines.readline, ctx, decoded), decoded
+    else:
+        length = raw.length
+        if ctx.payload == auth_s3.UNSIGNED_PAYLOAD:
+            reader = raw
+        elif length is None:
+            raise S3Error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
+        else:
+            reader = auth_s3.Sha256Reader(raw.read, length, ctx.payload)
+    for algorithm in auth_s3.CHECKSUMS:
+        expected = req.header("x-amz-checksum-" + algorithm)
+        if expected:
+            reader = auth_s3.ChecksumReader(reader, length, algorithm, expected)
+    return reader, length
 
 
 def _read_small_body(req: S3Request) -> bytes:

@@ -19,7 +19,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
 
 from ossfs.server import auth_s3
 
@@ -406,3 +406,58 @@ def test_metadata_and_etag_shared_with_oss_face(server, s3, oss):
     assert r["Body"].read() == b"written by oss"
     assert r["Metadata"] == {"mode": "16877", "mtime": "1700000000.5"}
     assert r["ETag"].strip('"') == oss.head_object("from-oss").etag.lower()
+
+
+# --------------------------------------------------------------------------- checksums
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "SHA1", "SHA256"])
+def test_flexible_checksums_from_boto3_are_accepted(server, s3, algorithm):
+    body = os.urandom(300_000)
+    s3.put_object(Bucket=server.bucket, Key="ck", Body=body, ChecksumAlgorithm=algorithm)
+    assert s3.get_object(Bucket=server.bucket, Key="ck")["Body"].read() == body
+
+
+def _put_with_headers(server, key, body, headers):
+    url = "%s/%s/%s" % (server.endpoint, server.bucket, key)
+    req = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+    S3SigV4Auth(Credentials(server.access_key_id, server.access_key_secret), "s3", "us-east-1").add_auth(req)
+    return requests.put(url, data=body, headers=dict(req.headers.items()), timeout=10)
+
+
+def test_crc32c_checksum_header_known_answer(server, s3):
+    # CRC-32C of "123456789" is the catalogue check value 0xE3069283 (botocore needs
+    # the optional CRT package to compute it, so the header is written by hand).
+    r = _put_with_headers(server, "crc32c", b"123456789", {"x-amz-checksum-crc32c": "4waSgw=="})
+    assert r.status_code == 200, r.text
+    r = _put_with_headers(server, "crc32c", b"123456780", {"x-amz-checksum-crc32c": "4waSgw=="})
+    assert r.status_code == 400 and b"BadDigest" in r.content
+    assert s3.get_object(Bucket=server.bucket, Key="crc32c")["Body"].read() == b"123456789"
+
+
+def test_wrong_checksum_header_is_bad_digest_and_not_stored(server, s3):
+    s3.put_object(Bucket=server.bucket, Key="ck2", Body=b"good")
+    wrong = base64.b64encode((12345).to_bytes(4, "big")).decode()
+    r = _put_with_headers(server, "ck2", b"evil" * 1000, {"x-amz-checksum-crc32": wrong})
+    assert r.status_code == 400 and b"<Code>BadDigest</Code>" in r.content
+    assert s3.get_object(Bucket=server.bucket, Key="ck2")["Body"].read() == b"good"
+
+
+# --------------------------------------------------------------------------- faults
+
+def test_injected_faults_apply_to_the_s3_face(server, s3):
+    data = os.urandom(2 * MiB)
+    s3.put_object(Bucket=server.bucket, Key="slow", Body=data)
+    try:
+        server.set_faults(drop_rate=1.0)
+        with pytest.raises(HTTPClientError):      # the connection is cut mid-body
+            s3.put_object(Bucket=server.bucket, Key="dropped", Body=data)
+        server.set_faults()
+        with pytest.raises(ClientError) as ei:
+            s3.head_object(Bucket=server.bucket, Key="dropped")
+        assert _status(ei) == 404          # a cut upload never becomes an object
+        server.set_faults(bandwidth=2 * MiB)
+        start = time.monotonic()
+        assert s3.get_object(Bucket=server.bucket, Key="slow")["Body"].read() == data
+        assert time.monotonic() - start >= 0.8
+    finally:
+        server.set_faults()
