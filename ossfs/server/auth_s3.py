@@ -1,8 +1,10 @@
-"""AWS Signature Version 4 for the S3 face of ossfs-server.
+"""AWS request signatures (V4, and legacy V2) for the S3 face of ossfs-server.
 
 Owns: checking a request's SigV4 signature (``Authorization: AWS4-HMAC-SHA256 ...`` or a
-presigned URL carrying ``X-Amz-Algorithm``) against the server's credentials, and the
-body readers that enforce what ``x-amz-content-sha256`` promised:
+presigned URL carrying ``X-Amz-Algorithm``) or SigV2 signature (``Authorization: AWS
+AKID:SIG`` or ``AWSAccessKeyId``/``Signature``/``Expires`` in the query: boto3's default
+presigned URLs, ``s3fs -o sigv2``) against the server's credentials, and the body
+readers that enforce what ``x-amz-content-sha256`` promised:
 
 * a hex SHA-256: :class:`Sha256Reader` hashes while the body streams and fails at the
   end of the body, before the store commits anything, if the digest differs;
@@ -15,7 +17,7 @@ body readers that enforce what ``x-amz-content-sha256`` promised:
 * an ``x-amz-checksum-crc32|crc32c|sha1|sha256`` header (boto3 sends CRC32 by
   default): :class:`ChecksumReader` checks it the same way (BadDigest).
 
-Contracts: :func:`verify_request` either returns a :class:`SigV4Context` or raises
+Contracts: :func:`verify_request` (and :func:`verify_request_v2`) either returns a :class:`SigV4Context` or raises
 :class:`S3AuthError` carrying the S3 error code and HTTP status (InvalidAccessKeyId,
 SignatureDoesNotMatch, RequestTimeTooSkewed, AccessDenied for expired presigned URLs,
 AuthorizationHeaderMalformed, ...).  Any region is accepted; the service must be ``s3``.
@@ -29,6 +31,7 @@ import base64
 import binascii
 import calendar
 import email.message
+import email.utils
 import hashlib
 import hmac
 import logging
@@ -264,6 +267,77 @@ def verify_request(method: str, raw_path: str, query: str, headers,
         if hmac.compare_digest(expected, signature.lower()):
             return SigV4Context(akid, payload, amz_date, scope, key, expected)
     log.debug("SigV4 mismatch for %s %s (signed headers %s)", method, raw_path, ";".join(names))
+    raise S3AuthError("SignatureDoesNotMatch",
+                      "The request signature we calculated does not match the signature you provided.")
+
+
+# --- Signature Version 2 (legacy: boto3's default presigned URLs, s3fs -o sigv2) ---
+
+# Query parameters that are part of a V2 canonical resource (from the S3 documentation).
+_V2_SUBRESOURCES = frozenset((
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+    "policy", "requestPayment", "response-cache-control", "response-content-disposition",
+    "response-content-encoding", "response-content-language", "response-content-type",
+    "response-expires", "restore", "tagging", "torrent", "uploadId", "uploads", "versionId",
+    "versioning", "versions", "website"))
+
+
+def verify_request_v2(method: str, raw_path: str, query: str, headers, credentials: Mapping[str, str],
+                      bucket_prefix: str = "", now: Optional[float] = None) -> SigV4Context:
+    """Check an ``Authorization: AWS AKID:SIG`` or ``AWSAccessKeyId=..&Signature=..`` request.
+
+    ``bucket_prefix`` is ``/bucket`` for virtual-host requests (their canonical resource
+    starts with the bucket).  Returns a context with ``UNSIGNED-PAYLOAD``: V2 does not
+    sign the body (Content-MD5, when sent, is checked by the store).
+    """
+    now = time.time() if now is None else now
+    if not hasattr(headers, "get_all"):
+        message = email.message.Message()
+        for name, value in headers.items():
+            message[name] = value
+        headers = message
+    pairs = _parse_query(query)
+    qdict = dict(pairs)
+    if "AWSAccessKeyId" in qdict:
+        akid, signature = qdict["AWSAccessKeyId"], qdict.get("Signature", "")
+        try:
+            expires = int(qdict.get("Expires", ""))
+        except ValueError:
+            raise S3AuthError("AccessDenied", "Expires is missing or not a number") from None
+        if now > expires:
+            raise S3AuthError("AccessDenied", "Request has expired")
+        date_field = str(expires)
+    else:
+        auth = headers.get("Authorization") or ""
+        akid, sep, signature = auth[len("AWS "):].strip().rpartition(":")
+        if not auth.startswith("AWS ") or not sep or not akid:
+            raise S3AuthError("AccessDenied", "malformed Signature Version 2 authorization header")
+        stamp = headers.get("x-amz-date") or headers.get("Date") or ""
+        parsed = email.utils.parsedate_tz(stamp) if stamp else None
+        if parsed is None:
+            raise S3AuthError("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+        if abs(now - email.utils.mktime_tz(parsed)) > MAX_SKEW_SECONDS:
+            raise S3AuthError("RequestTimeTooSkewed",
+                              "The difference between the request time and the current time is too large.")
+        date_field = "" if headers.get("x-amz-date") else stamp
+    secret = credentials.get(akid)
+    if secret is None:
+        raise S3AuthError("InvalidAccessKeyId",
+                          "The AWS Access Key Id you provided does not exist in our records.")
+    amz = {}
+    for name in set(k.lower() for k in headers.keys()):
+        if name.startswith("x-amz-"):
+            amz[name] = _canonical_header_value(_header_values(headers, name))
+    sub = sorted((n, v) for n, v in pairs if n in _V2_SUBRESOURCES)
+    subresource = "&".join(n if v == "" else "%s=%s" % (n, v) for n, v in sub)
+    for path in _canonical_paths(raw_path):
+        resource = bucket_prefix + path + ("?" + subresource if subresource else "")
+        to_sign = "\n".join([method, headers.get("Content-MD5") or "", headers.get("Content-Type") or "",
+                             date_field]) + "\n" + "".join("%s:%s\n" % kv for kv in sorted(amz.items())) + resource
+        expected = base64.b64encode(hmac.new(secret.encode("utf-8"), to_sign.encode("utf-8"),
+                                             hashlib.sha1).digest()).decode("ascii")
+        if hmac.compare_digest(expected, signature):
+            return SigV4Context(akid, UNSIGNED_PAYLOAD, "", "", b"", "")
     raise S3AuthError("SignatureDoesNotMatch",
                       "The request signature we calculated does not match the signature you provided.")
 

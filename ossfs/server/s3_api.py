@@ -1,13 +1,14 @@
 """The S3 face of ossfs-server: path-style S3 REST over the same store as the OSS face.
 
 What it owns
-    :func:`handle` serves one request that the dispatcher recognised as S3 (SigV4
-    ``Authorization`` header or ``X-Amz-Algorithm`` in the query): it verifies the
-    signature (:mod:`ossfs.server.auth_s3`), maps the request onto
+    :func:`handle` serves one request that the dispatcher recognised as S3 (SigV4 or
+    SigV2 ``Authorization`` header, or ``X-Amz-Algorithm``/``AWSAccessKeyId`` in the
+    query): it verifies the signature (:mod:`ossfs.server.auth_s3`), maps the request onto
     :class:`ossfs.server.store.Store` and answers in S3's XML dialect (namespace
-    ``http://s3.amazonaws.com/doc/2006-03-01/``).  Only path-style addressing
-    (``/bucket/key``) is served; that is what s3fs ``use_path_request_style`` and rclone
-    ``force_path_style`` send.
+    ``http://s3.amazonaws.com/doc/2006-03-01/``).  Path-style addressing
+    (``/bucket/key``, what s3fs ``use_path_request_style`` and rclone
+    ``force_path_style`` send) is the supported form; virtual-host requests work where
+    the dispatcher recognises the bucket in the Host header.
 
 Contracts
     * Both faces see one object: ``x-amz-meta-NAME`` here is the store's user metadata
@@ -102,10 +103,12 @@ def handle(handler, state) -> None:
         try:
             if (handler.headers.get("Authorization") or "").startswith("AWS ") \
                     or "AWSAccessKeyId" in handler.query:
-                raise S3Error("AccessDenied", 403, "Signature Version 2 is not supported; sign requests "
-                              "with AWS Signature Version 4 (s3fs: -o sigv4).")
-            req.ctx = auth_s3.verify_request(req.method, handler.raw_path, handler.raw_query,
-                                             handler.headers, state.credentials)
+                prefix = "/" + req.bucket if getattr(handler, "virtual_host", False) else ""
+                req.ctx = auth_s3.verify_request_v2(req.method, handler.raw_path, handler.raw_query,
+                                                    handler.headers, state.credentials, prefix)
+            else:
+                req.ctx = auth_s3.verify_request(req.method, handler.raw_path, handler.raw_query,
+                                                 handler.headers, state.credentials)
         except S3AuthError as e:
             raise S3Error(e.code, e.status, e.message) from None
         _ROUTES[op](req)

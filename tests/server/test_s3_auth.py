@@ -205,3 +205,40 @@ def test_unsigned_trailer_chunks_decode_and_length_is_checked():
     with pytest.raises(S3AuthError) as ei:
         _drain(AwsChunkedReader(f.read, f.readline, ctx, 12))
     assert ei.value.code == "IncompleteBody"
+
+
+# --- Signature Version 2 (botocore's HmacV1 signers) ---
+
+def _sign_v2(method, url, headers=None, secret=SECRET):
+    from botocore.auth import HmacV1Auth
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    HmacV1Auth(Credentials(AKID, secret)).add_auth(req)
+    parts = urlsplit(req.url)
+    return parts.path, parts.query, _message(dict(req.headers.items(), Host=parts.netloc))
+
+
+def test_v2_header_signature_with_subresources_and_amz_headers():
+    path, query, headers = _sign_v2("PUT", "http://127.0.0.1:9000/bkt/a%20key?partNumber=2&uploadId=XYZ",
+                                    {"x-amz-meta-mode": "33188", "Content-Type": "text/plain"})
+    ctx = auth_s3.verify_request_v2("PUT", path, query, headers, CREDS)
+    assert ctx.access_key_id == AKID and ctx.payload == auth_s3.UNSIGNED_PAYLOAD
+    headers.replace_header("x-amz-meta-mode", "33261")
+    with pytest.raises(S3AuthError) as ei:
+        auth_s3.verify_request_v2("PUT", path, query, headers, CREDS)
+    assert ei.value.code == "SignatureDoesNotMatch"
+    path, query, headers = _sign_v2("GET", "http://127.0.0.1:9000/bkt/k", secret="bad")
+    with pytest.raises(S3AuthError) as ei:
+        auth_s3.verify_request_v2("GET", path, query, headers, CREDS)
+    assert ei.value.code == "SignatureDoesNotMatch"
+
+
+def test_v2_presigned_query_and_expiry():
+    from botocore.auth import HmacV1QueryAuth
+    req = AWSRequest(method="GET", url="http://127.0.0.1:9000/bkt/k%2Bplus", headers={})
+    HmacV1QueryAuth(Credentials(AKID, SECRET), expires=60).add_auth(req)
+    parts = urlsplit(req.url)
+    headers = _message({"Host": parts.netloc})
+    auth_s3.verify_request_v2("GET", parts.path, parts.query, headers, CREDS)
+    with pytest.raises(S3AuthError) as ei:
+        auth_s3.verify_request_v2("GET", parts.path, parts.query, headers, CREDS, now=time.time() + 120)
+    assert (ei.value.code, ei.value.status) == ("AccessDenied", 403)

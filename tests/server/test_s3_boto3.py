@@ -389,6 +389,32 @@ def test_presigned_urls(server, s3):
     assert s3.get_object(Bucket=server.bucket, Key="uploaded")["Body"].read() == b"via url"
 
 
+def test_signature_version_2_clients(server):
+    """boto3's default presigned URLs and legacy clients still sign with V2."""
+    v2 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                      aws_access_key_id=server.access_key_id, aws_secret_access_key=server.access_key_secret,
+                      config=Config(s3={"addressing_style": "path"}, signature_version="s3"))
+    v2.put_object(Bucket=server.bucket, Key="v2 key+x", Body=b"v2 body", Metadata={"mode": "33188"})
+    assert v2.get_object(Bucket=server.bucket, Key="v2 key+x")["Metadata"] == {"mode": "33188"}
+    up = v2.create_multipart_upload(Bucket=server.bucket, Key="v2mp")["UploadId"]
+    etag = v2.upload_part(Bucket=server.bucket, Key="v2mp", UploadId=up, PartNumber=1, Body=b"p")["ETag"]
+    v2.complete_multipart_upload(Bucket=server.bucket, Key="v2mp", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert v2.get_object(Bucket=server.bucket, Key="v2mp")["Body"].read() == b"p"
+    url = _client(server).generate_presigned_url("get_object", Params={"Bucket": server.bucket,
+                                                                       "Key": "v2 key+x"}, ExpiresIn=60)
+    assert "AWSAccessKeyId=" in url
+    assert requests.get(url, timeout=10).content == b"v2 body"
+    assert requests.get(url.replace("v2%20key", "v3%20key"), timeout=10).status_code == 403
+    bad = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                       aws_access_key_id=server.access_key_id, aws_secret_access_key="nope",
+                       config=Config(s3={"addressing_style": "path"}, signature_version="s3",
+                                     retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as ei:
+        bad.list_objects(Bucket=server.bucket)
+    assert _code(ei) == "SignatureDoesNotMatch"
+
+
 # --------------------------------------------------------------------------- both faces
 
 def test_metadata_and_etag_shared_with_oss_face(server, s3, oss):

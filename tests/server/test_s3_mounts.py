@@ -98,8 +98,9 @@ def _s3fs(server, tmp_path, *extra):
     passwd = tmp_path / "passwd-s3fs"
     passwd.write_text("%s:%s\n" % (server.access_key_id, server.access_key_secret))
     passwd.chmod(0o600)
-    opts = ["url=%s" % server.endpoint, "use_path_request_style", "passwd_file=%s" % passwd, "sigv4",
-            "endpoint=us-east-1", "multipart_size=5", "parallel_count=2", "stat_cache_expire=1"] + list(extra)
+    sig = [] if any(e.startswith("sigv") for e in extra) else ["sigv4"]
+    opts = ["url=%s" % server.endpoint, "use_path_request_style", "passwd_file=%s" % passwd,
+            "endpoint=us-east-1", "multipart_size=5", "parallel_count=2", "stat_cache_expire=1"] + sig + list(extra)
     cmd = ["s3fs", server.bucket, str(mnt), "-f", "-o", ",".join(opts)]
     with _mounted(cmd, str(mnt), str(tmp_path / "s3fs.log")) as m:
         yield m
@@ -163,6 +164,16 @@ def test_s3fs_mount_write_read_list_rename_chmod_delete(server, oss, tmp_path):
         assert not _exists(oss, "dir/") and not _exists(oss, "dir/inner") and not _exists(oss, "big.bin")
         assert sorted(os.listdir(mnt)) == ["from-oss.txt", "renamed.txt"]
     assert not os.path.ismount(str(tmp_path / "s3fs-mnt"))
+
+
+def test_s3fs_with_signature_version_2(server, oss, tmp_path):
+    with _s3fs(server, tmp_path, "sigv2") as mnt:
+        with open(os.path.join(mnt, "v2.txt"), "wb") as f:
+            f.write(b"signed the old way\n")
+        os.chmod(os.path.join(mnt, "v2.txt"), 0o640)
+        assert os.listdir(mnt) == ["v2.txt"]
+    assert oss.get_object("v2.txt").read() == b"signed the old way\n"
+    assert int(_meta(oss, "v2.txt")["x-oss-meta-mode"]) == stat.S_IFREG | 0o640
 
 
 def test_s3fs_refused_with_wrong_secret(server, tmp_path):
