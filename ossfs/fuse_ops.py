@@ -39,8 +39,10 @@ this module holds no state of its own beyond what is set before the mount starts
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -129,6 +131,9 @@ class FuseOperations(mfusepy.Operations):
         self.fs = fs
         self.kernel = kernel
         self._on_ready = on_ready
+        self._dir_lock = threading.Lock()
+        self._dir_ids = itertools.count(1)
+        self._listings: dict = {}  # GUARDED_BY(_dir_lock): directory handle -> [(name, attrs)]
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -146,6 +151,9 @@ class FuseOperations(mfusepy.Operations):
             config.ac_attr_timeout = 0.0
         if conn is not None:
             conn.max_write = min(conn.max_write or self.kernel.max_request, self.kernel.max_request)
+            # libfuse3 refuses to mount unless this equals the max_read mount option.
+            conn.max_read = self.kernel.max_request
+            conn.max_readahead = max(conn.max_readahead, self.kernel.max_request)
         self.fs.init()
         log.info("mounted (kernel attribute cache %.1fs, requests up to %d KiB)",
                  self.kernel.attr_timeout, self.kernel.max_request >> 10)
@@ -162,9 +170,37 @@ class FuseOperations(mfusepy.Operations):
     def getattr(self, path, fh=None):
         return self.fs.getattr(path, fh)
 
+    def opendir(self, path):
+        """A handle that remembers the listing while the directory is read in pieces."""
+        with self._dir_lock:
+            return next(self._dir_ids)
+
     @_fs_call
+    def listing(self, path, fh, offset):
+        """The entries of ``path`` as seen by handle ``fh``: listed afresh at offset 0
+        (opendir or rewinddir), the same snapshot for the pieces that follow, so that
+        libfuse's offset-based readdir neither lists the directory once per 4 KiB
+        nor skips or repeats entries when it changes meanwhile."""
+        with self._dir_lock:
+            entries = self._listings.get(fh) if offset else None
+        if entries is None:
+            entries = list(self.fs.readdir(path, None))
+            names = {name for name, _ in entries}
+            # ls -a and readdir(3) users expect both; the core may leave them out.
+            for dot in ("..", "."):
+                if dot not in names:
+                    entries.insert(0, (dot, self.fs.getattr(path) if dot == "." else None))
+            with self._dir_lock:
+                self._listings[fh] = entries
+        return entries
+
     def readdir(self, path, fh):
-        return [(name, attrs, 0) for name, attrs in self.fs.readdir(path, fh)]
+        return [(name, attrs, 0) for name, attrs in self.listing(path, fh, 0)]
+
+    def releasedir(self, path, fh):
+        with self._dir_lock:
+            self._listings.pop(fh, None)
+        return 0
 
     @_fs_call
     def readlink(self, path):
@@ -278,17 +314,22 @@ class _Fuse(mfusepy.FUSE):
         return None if path is None else path.decode(self.encoding, self.errors)
 
     def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+        # Offsets (index + 1) put libfuse in its offset mode: only there does it turn
+        # FUSE_FILL_DIR_PLUS entries into kernel inodes with attributes.
         plus = bool(flags & FUSE_READDIR_PLUS)
-        for name, attrs, _off in self.operations.readdir(self._decode(path), fip.contents.fh):
+        entries = self.operations.listing(self._decode(path), fip.contents.fh, offset)
+        for index in range(offset, len(entries)):
+            name, attrs = entries[index]
             st = mfusepy.c_stat()
             fill_flags = 0
             if attrs:
-                if plus:
+                if plus and name not in (".", ".."):
                     mfusepy.set_st_attrs(st, attrs, use_ns=True)
                     fill_flags = FUSE_FILL_DIR_PLUS
                 else:
                     st.st_mode = attrs.get("st_mode", 0)
-            if filler(buf, name.encode(self.encoding, self.errors), st if attrs else None, 0, fill_flags) != 0:
+            if filler(buf, name.encode(self.encoding, self.errors), st if attrs else None,
+                      index + 1, fill_flags) != 0:
                 break
         return 0
 
@@ -331,7 +372,10 @@ def fuse_options(*, fsname: str, allow_other: bool = False, read_only: bool = Fa
     mode, uid and gid we report, which is what makes a 0600 file unreadable to other
     users of an ``allow_other`` mount (and spares a round trip per access check).
     """
-    opts = {"fsname": fsname, "subtype": "ossfs", "default_permissions": True, "max_read": max_request}
+    # max_threads: libfuse 3.14's default (-1) draws a warning; a few more threads than
+    # parallel uploads is plenty for a Python core.
+    opts = {"fsname": fsname, "subtype": "ossfs", "default_permissions": True, "max_read": max_request,
+            "max_threads": 32, "max_idle_threads": 8}
     if allow_other:
         opts["allow_other"] = True
     if read_only:

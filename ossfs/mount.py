@@ -427,13 +427,30 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
                                 min(kernel.negative_timeout, limit))
     control = ControlServer(control_socket_path(config.mountpoint), fs.status, config.mountpoint)
 
-    def ready():
+    def confirm_live():
+        # FUSE's init runs before libfuse has answered the kernel; a mount can still
+        # fail after it.  Only a mountpoint that answers stat() is live.
+        deadline = time.monotonic() + READY_TIMEOUT / 2
+        while time.monotonic() < deadline:
+            if os.path.realpath(config.mountpoint) in _mounted_paths():
+                try:
+                    os.stat(config.mountpoint)
+                    break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        else:
+            notifier.fail("the mount of %s did not answer after FUSE init" % config.mountpoint)
+            return
         try:
             control.start()
         except OSError as exc:
             log.warning("not serving 'ossfs status': %s", exc)
         on_started()
         notifier.ok()
+
+    def ready():
+        threading.Thread(target=confirm_live, name="ossfs-ready", daemon=True).start()
 
     extra = {k: v for k, v in (config.fuse_options or {}).items()
              if k not in ("attr_timeout", "entry_timeout", "negative_timeout", "ro", "allow_other",

@@ -1,0 +1,231 @@
+"""Ordinary tools on a real mount: what users do every day, checked end to end.
+
+Each test works in its own directory of one mount; the examples of
+``docs/semantics.md`` (errno of unsupported operations) are exercised here too.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import subprocess
+import time
+
+import pytest
+
+
+def sh(*cmd, cwd=None, check=True, input=None):
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(map(str, cmd)), proc.returncode, proc.stderr))
+    return proc
+
+
+def md5(path: str) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_tree(root: str) -> None:
+    """A small tree with the variety rsync and tar care about."""
+    os.makedirs(os.path.join(root, "sub", "deeper"))
+    os.makedirs(os.path.join(root, "empty"))
+    with open(os.path.join(root, "a.txt"), "w") as f:
+        f.write("hello\n")
+    with open(os.path.join(root, "sub", "b.bin"), "wb") as f:
+        f.write(os.urandom(3 * 1024 * 1024 + 17))
+    with open(os.path.join(root, "sub", "deeper", "c"), "wb") as f:
+        f.write(b"")
+    with open(os.path.join(root, "name with spaces & ü.txt"), "w") as f:
+        f.write("x" * 1000)
+    os.symlink("sub/b.bin", os.path.join(root, "link-to-b"))
+    os.chmod(os.path.join(root, "a.txt"), 0o600)
+    os.chmod(os.path.join(root, "sub", "deeper"), 0o700)
+    os.utime(os.path.join(root, "a.txt"), ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+
+
+def test_cp_mv_rm(mount, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
+    d = mount.p("cpmv")
+    os.mkdir(d)
+    sh("cp", src, os.path.join(d, "one.bin"))
+    assert md5(os.path.join(d, "one.bin")) == md5(str(src))
+    sh("mv", os.path.join(d, "one.bin"), os.path.join(d, "two.bin"))
+    assert not os.path.exists(os.path.join(d, "one.bin"))
+    assert md5(os.path.join(d, "two.bin")) == md5(str(src))
+    os.makedirs(os.path.join(d, "tree", "x", "y"))
+    open(os.path.join(d, "tree", "x", "y", "f"), "w").close()
+    sh("mv", os.path.join(d, "tree"), os.path.join(d, "moved"))
+    assert os.path.exists(os.path.join(d, "moved", "x", "y", "f"))
+    sh("rm", "-r", os.path.join(d, "moved"))
+    assert sorted(os.listdir(d)) == ["two.bin"]
+    # The server agrees.
+    keys = sorted(o.key for o in __import__("oss2").ObjectIterator(mount.server.oss_bucket(), prefix="cpmv/"))
+    assert "cpmv/two.bin" in keys and not any(k.startswith("cpmv/moved") for k in keys), keys
+
+
+def test_symlink_readlink(mount):
+    d = mount.p("links")
+    os.mkdir(d)
+    with open(os.path.join(d, "target"), "w") as f:
+        f.write("pointed at\n")
+    sh("ln", "-s", "target", os.path.join(d, "l1"))
+    sh("ln", "-s", "/nonexistent/elsewhere", os.path.join(d, "dangling"))
+    assert sh("readlink", os.path.join(d, "l1")).stdout.strip() == "target"
+    assert os.readlink(os.path.join(d, "dangling")) == "/nonexistent/elsewhere"
+    assert stat.S_ISLNK(os.lstat(os.path.join(d, "l1")).st_mode)
+    with open(os.path.join(d, "l1")) as f:
+        assert f.read() == "pointed at\n"
+
+
+def test_chmod_chown_touch(mount):
+    path = mount.p("attrs.txt")
+    with open(path, "w") as f:
+        f.write("x")
+    sh("chmod", "640", path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    sh("chown", "1234:4321", path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
+    sh("touch", "-d", "2001-02-03 04:05:06.5 UTC", path)
+    assert os.stat(path).st_mtime_ns == 981173106_500_000_000
+    os.utime(path, ns=(1_234_567_890_987_654_321, 1_300_000_000_000_000_001))
+    st = os.stat(path)
+    assert st.st_mtime_ns == 1_300_000_000_000_000_001
+    # touch -m leaves atime alone (UTIME_OMIT); mtime becomes now.
+    before = time.time()
+    sh("touch", "-m", path)
+    assert os.stat(path).st_mtime >= before - 2
+
+
+def test_xattrs(mount):
+    path = mount.p("xattr.txt")
+    open(path, "w").close()
+    sh("setfattr", "-n", "user.color", "-v", "blue", path)
+    sh("setfattr", "-n", "user.bin", "-v", "0x00ff10", path)
+    out = sh("getfattr", "-d", "-e", "text", path).stdout
+    assert 'user.color="blue"' in out, out
+    assert os.getxattr(path, "user.bin") == b"\x00\xff\x10"
+    assert sorted(os.listxattr(path)) == ["user.bin", "user.color"]
+    sh("setfattr", "-x", "user.color", path)
+    assert os.listxattr(path) == ["user.bin"]
+    with pytest.raises(OSError) as exc:
+        os.getxattr(path, "user.color")
+    assert exc.value.errno == errno.ENODATA
+
+
+def test_dd_seek_notrunc_and_truncate(mount):
+    path = mount.p("dd.bin")
+    sh("dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=3", "status=none")
+    sh("dd", "if=/dev/urandom", "of=" + path, "bs=4k", "count=2", "seek=100", "conv=notrunc", "status=none")
+    assert os.path.getsize(path) == 3 * 1024 * 1024
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:400 * 1024] == b"\0" * (400 * 1024)
+    assert data[400 * 1024:408 * 1024] != b"\0" * (8 * 1024)
+    assert data[408 * 1024:] == b"\0" * (len(data) - 408 * 1024)
+    sh("truncate", "-s", "5M", path)
+    assert os.path.getsize(path) == 5 * 1024 * 1024
+    sh("truncate", "-s", "100", path)
+    assert os.path.getsize(path) == 100
+    with open(path, "rb") as f:
+        assert f.read() == b"\0" * 100
+    obj = mount.server.oss_bucket().get_object("dd.bin").read()
+    assert obj == b"\0" * 100
+
+
+def test_tar_extract_and_diff(mount, tmp_path):
+    src = tmp_path / "tree"
+    make_tree(str(src))
+    tarball = tmp_path / "t.tar"
+    sh("tar", "-cf", tarball, "-C", src, ".")
+    dst = mount.p("untar")
+    os.mkdir(dst)
+    sh("tar", "-xpf", tarball, "-C", dst)
+    sh("diff", "-r", "--no-dereference", src, dst)
+    assert os.stat(os.path.join(dst, "a.txt")).st_mtime_ns == 1_500_000_000_123_456_789
+    assert stat.S_IMODE(os.stat(os.path.join(dst, "a.txt")).st_mode) == 0o600
+
+
+def test_rsync_twice_transfers_nothing(mount, tmp_path):
+    src = tmp_path / "tree"
+    make_tree(str(src))
+    dst = mount.p("rsync")
+    sh("rsync", "-a", str(src) + "/", dst + "/")
+    sh("diff", "-r", "--no-dereference", src, dst)
+    out = sh("rsync", "-a", "--itemize-changes", str(src) + "/", dst + "/").stdout
+    assert out.strip() == "", out
+
+
+def test_mkdir_rmdir(mount):
+    d = mount.p("dirs")
+    os.mkdir(d)
+    os.mkdir(os.path.join(d, "child"))
+    open(os.path.join(d, "child", "f"), "w").close()
+    with pytest.raises(OSError) as exc:
+        os.rmdir(os.path.join(d, "child"))
+    assert exc.value.errno == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        os.mkdir(os.path.join(d, "child"))
+    os.unlink(os.path.join(d, "child", "f"))
+    os.rmdir(os.path.join(d, "child"))
+    assert os.listdir(d) == []
+    open(os.path.join(d, "file"), "w").close()
+    with pytest.raises(NotADirectoryError):
+        os.rmdir(os.path.join(d, "file"))
+
+
+def test_excl_and_append(mount):
+    path = mount.p("excl.log")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, b"first\n")
+    os.close(fd)
+    with pytest.raises(FileExistsError):
+        os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"second\n")
+    os.close(fd)
+    with open(path, "ab") as f:
+        f.write(b"third\n")
+    with open(path, "rb") as f:
+        assert f.read() == b"first\nsecond\nthird\n"
+    assert mount.server.oss_bucket().get_object("excl.log").read() == b"first\nsecond\nthird\n"
+
+
+def test_mkfifo(mount):
+    path = mount.p("fifo")
+    os.mkfifo(path, 0o644)
+    assert stat.S_ISFIFO(os.stat(path).st_mode)
+    headers = mount.server.oss_bucket().head_object("fifo").headers
+    assert stat.S_ISFIFO(int(headers["x-oss-meta-mode"]))
+
+
+def test_ls_la_shows_dot_entries(mount):
+    os.mkdir(mount.p("lsdir"))
+    open(mount.p("lsdir", "f"), "w").close()
+    out = sh("ls", "-la", mount.p("lsdir")).stdout.splitlines()
+    names = [line.split()[-1] for line in out[1:]]
+    assert names[:2] == [".", ".."] and "f" in names, out
+
+
+def test_df(mount):
+    out = sh("df", "-P", mount.path).stdout.splitlines()
+    assert len(out) == 2 and out[1].split()[-1] == mount.path, out
+    assert int(out[1].split()[1]) > 0, out  # a filesystem with a size, so tools that check space write
+
+
+def test_hard_link_refused(mount):
+    path = mount.p("hl-src")
+    open(path, "w").close()
+    with pytest.raises(OSError) as exc:
+        os.link(path, mount.p("hl-dst"))
+    assert exc.value.errno == errno.ENOTSUP
+    assert not os.path.exists(mount.p("hl-dst"))
+    proc = sh("ln", path, mount.p("hl-dst2"), check=False)
+    assert proc.returncode != 0 and "not supported" in proc.stderr.lower(), proc.stderr
