@@ -1,0 +1,790 @@
+"""Staged files on local disk, their durable index, eviction and the dirty-file list.
+
+Owns the cache directory of one mount (bucket + prefix): the staged copies of
+objects (``files/<uuid4 hex>``, never named after keys; directory 0700, files
+0600) and an index (a ``diskcache.Cache`` in ``index/``) holding one
+:class:`IndexRecord` per staged file.  The filesystem core (``fs.py``) reads and
+writes objects only through :class:`StagedFile`; data moves between a staged file
+and the store only through ``transfer.Downloader`` / ``transfer.Uploader``.
+
+Staging and reading (the essay)
+-------------------------------
+Opening an object does not download it.  A staged file starts sparse, at the
+object's size, with an empty *range set* of bytes present.  A read first makes its
+own bytes present, plus a read-ahead window: 128 KiB for a reader that jumps
+around, doubling up to 8 MiB while the reader stays sequential (each read starts
+where the previous one ended).  So ``head -c 100`` of a 1 GiB object costs one GET
+of 128 KiB.  Meanwhile a background filler (a small pool shared by every staged
+file) fetches the missing bytes in order, a chunk at a time, until the file is
+complete or closed.  Every GET is pinned with If-Match to the ETag seen at open: a
+staged file is never stitched from two versions of an object.  A staged file whose
+ETag and size are unchanged at the next open is reused with the ranges it has.
+
+Writes go to the staged file (random writes anywhere, holes are zeros) and mark
+the file dirty.  Uploading needs every byte, so missing ranges are fetched first;
+the Uploader may still copy parts that were not written server-side
+(``base``/``dirty_ranges``), so appending to a large object sends little.
+
+Invariants
+----------
+* ``dirty`` is written to the index **before** the first byte that makes a file
+  dirty is written to it.  A staged file recorded clean is therefore byte-equal to
+  its object version where its ranges say so, even after a crash (kill -9), and the
+  next mount can list dirty files with :meth:`Cache.dirty_entries`.  The ranges of
+  a dirty file are persisted at the clean->dirty transition, at most every second
+  while it is written, and at every flush/upload: after a crash they may
+  under-report what a dirty file holds (recovery of writes not yet acknowledged by
+  close() is best effort; acknowledged data is uploaded already).
+* Dirty files and open files are never evicted.  Clean, closed files are evicted in
+  least-recently-used order whenever a write or a fetch would exceed a limit:
+  ``cache_size_mb`` (bytes staged), ``ensure_diskfree`` (MB free on the disk) or
+  ``free_space_ratio`` (percent free).  When nothing more can be evicted a write
+  fails with ENOSPC before touching the file (nothing written is corrupted); a
+  read that cannot be staged is served straight from the store instead.
+* A failed upload leaves the file dirty, its data and its upload checkpoint
+  (persisted through ``on_checkpoint``) in place; the next upload resumes.
+* ``del_cache`` (as in ossfs 1.x) empties the cache at mount and unmount, except
+  dirty files: those are users' data that did not reach the bucket.
+
+Threads and locks (order, outermost first)
+------------------------------------------
+``StagedFile.io_lock`` (serialises data movement into/out of one staged file:
+fetches, writes, truncates, uploads; held across the network for a fetch or an
+upload of that file only) -> ``StagedFile.lock`` (its size, ranges, dirty state,
+record; never held across the network) -> ``Cache._lock`` (``_open``,
+``_records``, ``open_count`` of every record, eviction).  Reads of bytes already
+present take only ``StagedFile.lock`` briefly, so they never wait for the network.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import diskcache
+
+from .errors import FsError, PreconditionFailed, StoreError
+from .store import ObjectInfo
+from .transfer import BaseObject, Downloader, UploadCheckpoint, Uploader
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+READAHEAD_MIN = 128 * 1024
+READAHEAD_MAX = 8 * MB
+FILL_CHUNK = 4 * MB
+PERSIST_INTERVAL = 1.0
+
+
+class RangeSet:
+    """Sorted disjoint half-open intervals ``[start, end)``.  Not thread-safe: the
+    owner's lock guards it."""
+
+    def __init__(self, ranges=()):
+        self._r: list = []
+        for s, e in ranges:
+            self.add(s, e)
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        r = self._r
+        i = bisect.bisect_left(r, [start, start])
+        if i > 0 and r[i - 1][1] >= start:
+            i -= 1
+        j = i
+        while j < len(r) and r[j][0] <= end:
+            start, end = min(start, r[j][0]), max(end, r[j][1])
+            j += 1
+        r[i:j] = [[start, end]]
+
+    def clip(self, limit: int) -> None:
+        """Drop everything at or beyond ``limit``."""
+        out = []
+        for s, e in self._r:
+            if s >= limit:
+                break
+            out.append([s, min(e, limit)])
+        self._r = out
+
+    def missing(self, start: int, end: int) -> list:
+        """Sub-intervals of ``[start, end)`` not in the set."""
+        out, pos = [], start
+        for s, e in self._r:
+            if e <= pos:
+                continue
+            if s >= end:
+                break
+            if s > pos:
+                out.append((pos, s))
+            pos = max(pos, e)
+            if pos >= end:
+                break
+        if pos < end:
+            out.append((pos, end))
+        return out
+
+    def total(self) -> int:
+        return sum(e - s for s, e in self._r)
+
+    def as_list(self) -> list:
+        return [list(x) for x in self._r]
+
+    def __eq__(self, other):
+        return isinstance(other, RangeSet) and self._r == other._r
+
+    def __repr__(self):
+        return "RangeSet(%r)" % self._r
+
+
+@dataclass
+class IndexRecord:
+    """What the index knows about one staged file (persisted as a plain dict)."""
+
+    file_id: str
+    bucket: str
+    key: str
+    etag: Optional[str]        # object version staged from; None for a file not yet uploaded
+    base_size: int             # size of that version
+    size: int                  # current size of the staged file
+    ranges: list               # [[start, end), ...] of bytes present
+    dirty: bool = False
+    open_count: int = 0
+    last_use: float = 0.0
+    meta: dict = field(default_factory=dict)      # headers the next upload carries
+    content_type: str = ""
+    checkpoint: Optional[dict] = None             # transfer.UploadCheckpoint as a dict
+    dirty_ranges: Optional[list] = None           # written since staged from etag; None: all
+    fetch_limit: int = 0                          # bytes of the base version still meaningful
+
+
+def default_cache_root(environ=os.environ) -> str:
+    """``/var/cache/ossfs`` for root, else ``$XDG_CACHE_HOME/ossfs`` (``~/.cache/ossfs``)."""
+    if os.geteuid() == 0:
+        return "/var/cache/ossfs"
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ossfs")
+
+
+def mount_cache_dir(root: str, bucket: str, prefix: str = "") -> str:
+    """Per bucket+prefix directory under ``root``: readable name plus a hash, so two
+    prefixes of one bucket never share staged files."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", bucket)[:64]
+    digest = hashlib.sha256(("%s:%s" % (bucket, prefix)).encode("utf-8")).hexdigest()[:12]
+    return os.path.join(root, "%s-%s" % (safe, digest))
+
+
+class StagedFile:
+    """One object staged on local disk; shared by every handle open on it."""
+
+    def __init__(self, cache: "Cache", rec: IndexRecord):
+        self.cache = cache
+        self.rec = rec                      # GUARDED_BY(lock)
+        self.ranges = RangeSet(rec.ranges)  # GUARDED_BY(lock)
+        self.dirty_ranges = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
+        self.path = os.path.join(cache.files_dir, rec.file_id)
+        self.io_lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.fd: Optional[int] = None       # open while open_count > 0
+        self.detached = False               # unlinked, renamed over or superseded: deleted at last release
+        self.closing = False
+        self.uploading = False
+        self.progress = (0, 0)
+        self.attr = None                    # GUARDED_BY(lock): the open file's meta.Attr, owned by fs.py
+        self._seq_end = -1                  # read-ahead state
+        self._window = READAHEAD_MIN
+        self._last_persist = 0.0
+        self._filling = False
+
+    # --- state ---
+
+    @property
+    def key(self) -> str:
+        return self.rec.key
+
+    @property
+    def size(self) -> int:
+        with self.lock:
+            return self.rec.size
+
+    @property
+    def dirty(self) -> bool:
+        with self.lock:
+            return self.rec.dirty
+
+    @property
+    def etag(self) -> Optional[str]:
+        with self.lock:
+            return self.rec.etag
+
+    def complete(self) -> bool:
+        with self.lock:
+            return not self._missing(0, self.rec.size)
+
+    def _missing(self, start: int, end: int) -> list:
+        end = min(end, self.rec.size, self.rec.fetch_limit)
+        if start >= end or self.rec.etag is None:
+            return []
+        return self.ranges.missing(start, end)
+
+    def _sync_rec(self) -> None:
+        self.rec.ranges = self.ranges.as_list()
+        self.rec.dirty_ranges = None if self.dirty_ranges is None else self.dirty_ranges.as_list()
+
+    def persist(self) -> None:
+        with self.lock:
+            self._sync_rec()
+            self._last_persist = time.monotonic()
+            self.cache._save(self.rec)
+
+    def _open_fd(self) -> None:
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if os.fstat(self.fd).st_size != self.rec.size:
+                os.ftruncate(self.fd, self.rec.size)
+
+    def set_meta(self, meta: dict, content_type: Optional[str] = None) -> None:
+        """Headers the next upload carries (persisted for recovery)."""
+        with self.lock:
+            self.rec.meta = dict(meta)
+            if content_type is not None:
+                self.rec.content_type = content_type
+            if self.rec.dirty:
+                self.persist()
+
+    # --- reading ---
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self.lock:
+            end = min(offset + size, self.rec.size)
+            if offset >= end:
+                return b""
+            if offset == self._seq_end:
+                self._window = min(self._window * 2, READAHEAD_MAX)
+            else:
+                self._window = READAHEAD_MIN
+            self._seq_end = end
+            need = bool(self._missing(offset, end))
+            window = self._window
+        if need:
+            try:
+                self.fetch(offset, end + window)
+            except FsError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return self._read_direct(offset, end)
+        self.cache._touch(self)
+        return os.pread(self.fd, end - offset, offset)
+
+    def _read_direct(self, offset: int, end: int) -> bytes:
+        """Serve a read the cache has no room for straight from the store."""
+        with self.lock:
+            miss = self._missing(offset, end)
+            etag, key = self.rec.etag, self.rec.key
+        buf = bytearray(os.pread(self.fd, end - offset, offset))
+        buf.extend(b"\0" * (end - offset - len(buf)))
+        for s, e in miss:
+            data = self.cache.store.get_range(key, s, e - s, if_match=etag)
+            buf[s - offset:s - offset + len(data)] = data
+        return bytes(buf)
+
+    def fetch(self, start: int, end: int) -> None:
+        """Make ``[start, end)`` present (clipped to what the base version holds)."""
+        with self.io_lock:
+            self._fetch_locked(start, end)
+
+    def _fetch_locked(self, start: int, end: int) -> None:
+        with self.lock:
+            miss = self._missing(start, end)
+            key, etag = self.rec.key, self.rec.etag
+        if not miss:
+            return
+        self.cache.ensure_space(sum(e - s for s, e in miss))
+        self.cache.downloader.fetch(key, etag, self.fd, [(s, e - s) for s, e in miss])
+        with self.lock:
+            for s, e in miss:
+                self.ranges.add(s, e)
+            self._maybe_persist(force=not self.rec.dirty)
+
+    def _maybe_persist(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_persist >= PERSIST_INTERVAL:
+            self.persist()
+
+    def fill_step(self) -> bool:
+        """Fetch the next missing chunk; False when there is nothing left to do."""
+        with self.io_lock:
+            if self.closing or self.fd is None:
+                return False
+            with self.lock:
+                miss = self._missing(0, self.rec.size)
+            if not miss:
+                return False
+            s, e = miss[0]
+            self._fetch_locked(s, min(e, s + FILL_CHUNK))
+            return True
+
+    # --- writing ---
+
+    def _mark_dirty_locked(self) -> None:
+        """Persist dirty=True before the first byte that makes the file differ from
+        its recorded version (see the module invariants)."""
+        if not self.rec.dirty:
+            self.rec.dirty = True
+            if self.dirty_ranges is None and self.rec.etag is not None:
+                self.dirty_ranges = RangeSet()
+            self.persist()
+
+    def write(self, offset: int, data: bytes) -> int:
+        n = len(data)
+        with self.io_lock:
+            with self.lock:
+                old = self.rec.size
+                end = offset + n
+                growth = max(0, end - max(old, offset)) + sum(
+                    e - s for s, e in self.ranges.missing(offset, min(end, old)))
+            self.cache.ensure_space(growth)
+            with self.lock:
+                self._mark_dirty_locked()
+            written = 0
+            while written < n:
+                written += os.pwrite(self.fd, data[written:], offset + written)
+            with self.lock:
+                self.ranges.add(offset, end)
+                if offset > self.rec.size:
+                    self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
+                if self.dirty_ranges is not None:
+                    self.dirty_ranges.add(min(offset, self.rec.size), end)
+                self.rec.size = max(self.rec.size, end)
+                self._maybe_persist()
+        return n
+
+    def truncate(self, length: int) -> None:
+        with self.io_lock:
+            with self.lock:
+                self._mark_dirty_locked()
+                old = self.rec.size
+                os.ftruncate(self.fd, length)
+                if length < old:
+                    self.ranges.clip(length)
+                    self.rec.fetch_limit = min(self.rec.fetch_limit, length)
+                else:
+                    self.ranges.add(old, length)
+                if self.dirty_ranges is not None:
+                    self.dirty_ranges.add(min(old, length), max(old, length))
+                self.rec.size = length
+                self.persist()
+
+    # --- uploading ---
+
+    def upload(self) -> Optional[ObjectInfo]:
+        """Upload if dirty (with the headers of :meth:`set_meta`); returns the new
+        object's info, or None when clean.  On failure the file stays dirty."""
+        with self.io_lock:
+            with self.lock:
+                if not self.rec.dirty:
+                    return None
+                size = self.rec.size
+            self._fetch_locked(0, size)  # every byte must be local (pinned to the base version)
+            with self.lock:
+                rec = self.rec
+                key, meta, ctype = rec.key, dict(rec.meta), rec.content_type
+                checkpoint = UploadCheckpoint(**rec.checkpoint) if rec.checkpoint else None
+                base = BaseObject(key, rec.etag, rec.fetch_limit) if rec.etag and self.dirty_ranges is not None \
+                    else None
+                dirty = [(s, e - s) for s, e in self.dirty_ranges.as_list()] if base else None
+                self.uploading = True
+                self.progress = (0, size)
+            try:
+                try:
+                    info = self.cache.uploader.upload(
+                        key, self.path, meta=meta, content_type=ctype, checkpoint=checkpoint,
+                        on_checkpoint=self._on_checkpoint, on_progress=self._on_progress,
+                        base=base, dirty_ranges=dirty)
+                except PreconditionFailed:
+                    if base is None:
+                        raise
+                    # The base object changed under us; every byte is local, send them all.
+                    log.info("upload of %r: base object changed, sending the whole file", key)
+                    with self.lock:
+                        checkpoint = UploadCheckpoint(**self.rec.checkpoint) if self.rec.checkpoint else None
+                    info = self.cache.uploader.upload(
+                        key, self.path, meta=meta, content_type=ctype, checkpoint=checkpoint,
+                        on_checkpoint=self._on_checkpoint, on_progress=self._on_progress)
+            finally:
+                with self.lock:
+                    self.uploading = False
+            with self.lock:
+                self.rec.etag = info.etag
+                self.rec.base_size = self.rec.fetch_limit = size
+                self.rec.dirty = False
+                self.rec.checkpoint = None
+                self.dirty_ranges = None
+                self.ranges = RangeSet([(0, size)])
+                self.persist()
+            return info
+
+    def _on_checkpoint(self, cp: UploadCheckpoint) -> None:
+        with self.lock:
+            self.rec.checkpoint = asdict(cp)
+            self.persist()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+    def forget_base(self) -> None:
+        """The base object is going away (rename, unlink): make every byte local and
+        treat the whole file as written, so that no upload copies from the old key."""
+        with self.io_lock:
+            with self.lock:
+                size = self.rec.size
+            self._fetch_locked(0, size)
+            with self.lock:
+                self._mark_dirty_locked()
+                self.rec.etag = None
+                self.dirty_ranges = None
+                self.persist()
+
+    def close_fd(self) -> None:
+        self.closing = True
+        with self.io_lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+
+class Cache:
+    """The staged files of one mount (see the module docstring)."""
+
+    def __init__(self, directory: str, store, *, bucket: str = "", uploader: Optional[Uploader] = None,
+                 downloader: Optional[Downloader] = None, cache_size_mb: int = 10240, ensure_diskfree_mb: int = 0,
+                 free_space_ratio: int = 10, del_cache: bool = False, background_fill: bool = True,
+                 clock: Callable[[], float] = time.time, disk_usage=shutil.disk_usage):
+        self.dir = directory
+        self.store = store
+        self.bucket = bucket or getattr(store, "bucket", "")
+        self.uploader = uploader or Uploader(store, multipart_threshold=25 * MB, part_size=10 * MB, parallel=5)
+        self.downloader = downloader or Downloader(store, parallel=5, chunk_size=2 * MB)
+        self.cache_size = cache_size_mb * MB
+        self.ensure_diskfree = ensure_diskfree_mb * MB
+        self.free_space_ratio = free_space_ratio
+        self.del_cache = del_cache
+        self.background_fill = background_fill
+        self.clock = clock
+        self.disk_usage = disk_usage
+        self.files_dir = os.path.join(directory, "files")
+        os.makedirs(self.files_dir, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        os.chmod(self.files_dir, 0o700)
+        self._index = diskcache.Cache(os.path.join(directory, "index"))
+        self._lock = threading.Lock()
+        self._records: dict = {}   # GUARDED_BY(_lock): file_id -> IndexRecord (closed and open)
+        self._open: dict = {}      # GUARDED_BY(_lock): key -> StagedFile registered for that key
+        self._live: dict = {}      # GUARDED_BY(_lock): file_id -> StagedFile with open_count > 0
+        self._fill_pool: Optional[ThreadPoolExecutor] = None
+        self._load()
+        if del_cache:
+            self.drop_clean()
+
+    @classmethod
+    def from_config(cls, config, store, **kw) -> "Cache":
+        """The cache a mount uses, built from the ossfs options."""
+        root = config.use_cache or default_cache_root()
+        directory = mount_cache_dir(root, config.bucket, config.prefix)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        part = max(config.multipart_size * MB, 100 * 1024)
+        threshold = (1 << 62) if config.nomultipart else config.multipart_threshold * MB
+        uploader = Uploader(store, multipart_threshold=threshold, part_size=part, parallel=config.parallel_count)
+        downloader = Downloader(store, parallel=config.parallel_count, chunk_size=2 * MB)
+        return cls(directory, store, bucket=config.bucket, uploader=uploader, downloader=downloader,
+                   cache_size_mb=config.cache_size_mb, ensure_diskfree_mb=config.ensure_diskfree,
+                   free_space_ratio=config.free_space_ratio, del_cache=config.del_cache, **kw)
+
+    # --- index ---
+
+    def _load(self) -> None:
+        known = set()
+        for file_id in list(self._index.iterkeys()):
+            raw = self._index.get(file_id)
+            if not isinstance(raw, dict):
+                continue
+            try:
+                rec = IndexRecord(**raw)
+            except TypeError:
+                log.warning("dropping unreadable cache index record %s", file_id)
+                self._index.delete(file_id)
+                continue
+            if rec.bucket != self.bucket:
+                continue
+            if not os.path.exists(os.path.join(self.files_dir, rec.file_id)):
+                if rec.dirty:
+                    log.error("staged file of dirty %r is missing from the cache", rec.key)
+                self._index.delete(file_id)
+                continue
+            rec.open_count = 0  # no process holds it open after a restart
+            self._records[file_id] = rec
+            known.add(file_id)
+        for name in os.listdir(self.files_dir):
+            if name not in known:  # staged but never indexed (crash before the first save)
+                _unlink(os.path.join(self.files_dir, name))
+
+    def _save(self, rec: IndexRecord) -> None:
+        self._index.set(rec.file_id, asdict(rec))
+
+    def _forget(self, rec: IndexRecord) -> None:
+        with self._lock:
+            self._records.pop(rec.file_id, None)
+        self._index.delete(rec.file_id)
+        _unlink(os.path.join(self.files_dir, rec.file_id))
+
+    def dirty_entries(self) -> list:
+        """Copies of the records of every dirty staged file (open or closed), e.g. left
+        by a crash, for recovery and ``ossfs status``."""
+        with self._lock:
+            return [dataclasses.replace(r, ranges=list(r.ranges), meta=dict(r.meta))
+                    for r in self._records.values() if r.dirty]
+
+    def _touch(self, sf: StagedFile) -> None:
+        sf.rec.last_use = self.clock()
+
+    # --- open / release ---
+
+    def _new_record(self, key: str, info: Optional[ObjectInfo]) -> IndexRecord:
+        size = info.size if info else 0
+        return IndexRecord(file_id=uuid.uuid4().hex, bucket=self.bucket, key=key,
+                           etag=info.etag if info else None, base_size=size, size=size,
+                           ranges=[] if info else [], fetch_limit=size, last_use=self.clock(),
+                           content_type=info.content_type if info else "")
+
+    def open(self, key: str, info: Optional[ObjectInfo]) -> StagedFile:
+        """A staged file for ``key`` whose object is ``info`` (None: a new, empty,
+        dirty file), with one more open handle.  A file already open and dirty, or at
+        the same ETag, is shared; a dirty closed file left by an earlier failure or
+        crash wins over the bucket (it holds the user's latest data)."""
+        with self._lock:
+            sf = self._open.get(key)
+            if sf is not None and info is not None and not sf.dirty and sf.etag != info.etag:
+                sf.detached = True  # its handles keep reading the old version
+                del self._open[key]
+                sf = None
+            if sf is None:
+                rec = self._pick_record(key, info)
+                sf = StagedFile(self, rec)
+                self._records[rec.file_id] = rec
+                self._open[key] = sf
+            if sf.rec.open_count == 0:
+                self._live[sf.rec.file_id] = sf
+            sf.rec.open_count += 1
+            sf.rec.last_use = self.clock()
+            new = sf.fd is None
+        with sf.io_lock:
+            sf.closing = False
+            sf._open_fd()
+        if info is None and not sf.dirty:
+            with sf.lock:
+                sf._mark_dirty_locked()
+        sf.persist()
+        if new and self.background_fill and not sf.complete():
+            self._start_fill(sf)
+        return sf
+
+    def _pick_record(self, key: str, info: Optional[ObjectInfo]) -> IndexRecord:
+        """Caller holds _lock."""
+        candidates = [r for r in self._records.values() if r.key == key and r.open_count == 0
+                      and r.file_id not in self._live]
+        candidates.sort(key=lambda r: (r.dirty, r.last_use), reverse=True)
+        chosen = None
+        for rec in candidates:
+            if chosen is None and (rec.dirty or (info is not None and rec.etag == info.etag
+                                                 and rec.base_size == info.size)):
+                chosen = rec
+                if rec.dirty and info is not None and rec.etag not in (None, info.etag):
+                    log.warning("%r changed in the bucket, but unsent local changes win", key)
+            elif not rec.dirty:
+                self._records.pop(rec.file_id, None)
+                self._index.delete(rec.file_id)
+                _unlink(os.path.join(self.files_dir, rec.file_id))
+        if chosen is not None:
+            return chosen
+        if info is None:
+            return self._new_record(key, None)
+        return self._new_record(key, info)
+
+    def get_open(self, key: str) -> Optional[StagedFile]:
+        """The staged file registered for ``key`` with handles open, if any."""
+        with self._lock:
+            sf = self._open.get(key)
+            return sf if sf is not None and sf.rec.open_count > 0 else None
+
+    def open_files(self) -> list:
+        with self._lock:
+            return list(self._live.values())
+
+    def release(self, sf: StagedFile) -> int:
+        """One handle fewer; at the last one the fd is closed, and a detached file
+        (unlinked, or superseded by a newer version) is deleted.  Returns the count."""
+        with self._lock:
+            sf.rec.open_count -= 1
+            remaining = sf.rec.open_count
+            if remaining == 0:
+                self._live.pop(sf.rec.file_id, None)
+                if self._open.get(sf.key) is sf:
+                    del self._open[sf.key]
+        if remaining == 0:
+            sf.close_fd()
+            if sf.detached:
+                self._forget(sf.rec)
+            else:
+                sf.persist()
+        return remaining
+
+    def rekey(self, sf: StagedFile, new_key: str) -> None:
+        """Point ``sf`` (open) at ``new_key`` after a rename."""
+        with self._lock:
+            if self._open.get(sf.key) is sf:
+                del self._open[sf.key]
+            old = self._open.get(new_key)
+            if old is not None:
+                old.detached = True
+            sf.rec.key = new_key
+            self._open[new_key] = sf
+        sf.persist()
+
+    def rekey_closed(self, old_key: str, new_key: str) -> None:
+        """Closed staged files follow a rename: a dirty one fetches what it misses from
+        the old object (still there) and moves to ``new_key``; clean ones are dropped."""
+        with self._lock:
+            recs = [r for r in self._records.values() if r.key == old_key and r.file_id not in self._live]
+        for rec in recs:
+            if not rec.dirty:
+                self._forget(rec)
+                continue
+            sf = self.open(old_key, None)  # picks the dirty record (dirty wins)
+            try:
+                sf.forget_base()
+                self.rekey(sf, new_key)
+            finally:
+                self.release(sf)
+
+    def discard_key(self, key: str) -> None:
+        """The object was deleted: drop closed staged copies; detach an open one so
+        that it is deleted, not uploaded, at its last release."""
+        with self._lock:
+            sf = self._open.pop(key, None)
+            recs = [r for r in self._records.values() if r.key == key and r.file_id not in self._live]
+        if sf is not None:
+            sf.detached = True
+        for rec in recs:
+            self._forget(rec)
+
+    # --- background fill ---
+
+    def _start_fill(self, sf: StagedFile) -> None:
+        with self._lock:
+            if self._fill_pool is None:
+                self._fill_pool = ThreadPoolExecutor(2, thread_name_prefix="ossfs-fill")
+            pool = self._fill_pool
+        pool.submit(self._fill, sf)
+
+    def _fill(self, sf: StagedFile) -> None:
+        try:
+            while sf.fill_step():
+                pass
+        except FsError as exc:
+            log.debug("background fill of %r stopped: %s", sf.key, exc)
+        except (StoreError, OSError) as exc:
+            log.info("background fill of %r stopped: %s", sf.key, exc)
+
+    # --- space ---
+
+    def _used(self) -> int:
+        """Bytes staged (present ranges); an open file's live range set is newer than
+        its record's."""
+        with self._lock:
+            return sum(self._live[r.file_id].ranges.total() if r.file_id in self._live
+                       else sum(e - s for s, e in r.ranges) for r in self._records.values())
+
+    def _short(self, need: int) -> bool:
+        if self.cache_size > 0 and self._used() + need > self.cache_size:
+            return True
+        du = self.disk_usage(self.dir)
+        floor = max(self.ensure_diskfree, du.total * self.free_space_ratio // 100)
+        return du.free - need < floor
+
+    def ensure_space(self, need: int) -> None:
+        """Evict clean closed files (LRU) until ``need`` more bytes fit; ENOSPC if they
+        cannot."""
+        if need <= 0:
+            return
+        while self._short(need):
+            with self._lock:
+                victims = sorted((r for r in self._records.values()
+                                  if not r.dirty and r.open_count == 0 and r.file_id not in self._live
+                                  and r.ranges),
+                                 key=lambda r: r.last_use)
+                victim = victims[0] if victims else None
+                if victim is not None:
+                    self._records.pop(victim.file_id, None)
+            if victim is None:
+                raise FsError(errno.ENOSPC, "no room in the cache directory %s" % self.dir)
+            log.debug("evicting staged %r", victim.key)
+            self._index.delete(victim.file_id)
+            _unlink(os.path.join(self.files_dir, victim.file_id))
+
+    def drop_clean(self) -> None:
+        """Delete every clean, closed staged file (``del_cache``)."""
+        with self._lock:
+            recs = [r for r in self._records.values() if not r.dirty and r.file_id not in self._live]
+        for rec in recs:
+            self._forget(rec)
+
+    # --- shutdown ---
+
+    def upload_all(self) -> list:
+        """Upload every dirty closed staged file with the headers it recorded; returns
+        the keys that failed (they stay dirty)."""
+        failed = []
+        for rec in self.dirty_entries():
+            if rec.file_id in self._live:
+                continue
+            sf = self.open(rec.key, None)
+            try:
+                sf.upload()
+            except (StoreError, OSError, FsError) as exc:
+                log.error("upload of %r failed, it stays in the cache: %s", rec.key, exc)
+                failed.append(rec.key)
+            finally:
+                self.release(sf)
+        return failed
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._fill_pool = self._fill_pool, None
+            live = list(self._live.values())
+        for sf in live:
+            sf.closing = True
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for sf in live:
+            sf.close_fd()
+            sf.persist()
+        if self.del_cache:
+            self.drop_clean()
+        self._index.close()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

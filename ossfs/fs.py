@@ -1,0 +1,743 @@
+"""The filesystem core: POSIX operations on paths and handles over an object store.
+
+Owns the handle table and the rules that turn POSIX calls into object operations.
+No FUSE import: ``fuse_ops.py`` calls :class:`FileSystem` one line per callback,
+with fusepy's names and argument orders, and maps exceptions with
+``errors.to_errno``.  Paths are mount-relative (``/a/b``); the bucket prefix is
+applied inside the store.  Collaborators are built by the mount code and handed in
+(``store``, ``config``, ``cache``); this module creates none of them.
+
+Semantics (the user-visible decisions; the README's "Filesystem semantics" section
+lists the same):
+
+* **Close-to-open.**  ``open`` always HEADs the object (never the stat cache) and
+  stages the version it sees; ``getattr`` may answer from the stat cache for
+  ``stat_cache_expire`` seconds.  A file open in this mount reports its staged
+  size, mtime and attributes, whatever the bucket says.
+* **Durability.**  Writes go to the staged file.  ``flush`` (called by the kernel on
+  every ``close``) and ``fsync`` upload a dirty file and return only after the
+  upload succeeded; a failed upload gives EIO and the data stays dirty in the cache
+  (never deleted), to be sent by the next flush, release, unmount, or the next
+  mount.  ``release`` of the last handle uploads what is still dirty.
+* **Attributes** (chmod, chown, utimens, xattrs) of a closed or clean file: the
+  object is copied onto itself with the new headers (directive REPLACE, ctime =
+  now, other user headers kept).  Of a dirty open file: only the staged attributes
+  change, and the upload carries them.  The mountpoint's attributes cannot change
+  (EPERM).  Directories without a marker object (implicit, ``_$folder$``) get a
+  ``name/`` marker carrying the new headers.
+* **Directories**: ``mkdir`` writes a zero-byte ``name/`` object with Content-Type
+  ``application/x-directory`` and the full headers; ``rmdir`` fails with ENOTEMPTY
+  when any key lies under it and removes every directory form (``name/``,
+  ``name_$folder$``, the legacy ``name``).  See ``namespace.py`` for the forms read.
+* **rename** of a file: server-side copy with the same headers, then delete; an
+  open file follows its new name (a dirty one is uploaded under the new name by its
+  next flush).  Of a directory: every key below is copied server-side (no data
+  passes through this host), then the old keys are deleted; not atomic, as in
+  every object-store filesystem.  Over an existing empty directory: allowed; over a
+  non-empty one: ENOTEMPTY; file over directory: EISDIR; directory over file:
+  ENOTDIR; into itself: EINVAL; ``RENAME_EXCHANGE``: EINVAL; ``RENAME_NOREPLACE``
+  honoured (EEXIST).
+* **Not supported**: hard links (``link``: ENOTSUP, as ossfs 1.x and s3fs);
+  character and block devices (``mknod``: EPERM, as for an unprivileged caller:
+  device nodes in a bucket would be a way around ``nodev``).  FIFOs and sockets are
+  zero-byte objects with the type in ``mode``, as s3fs writes them.
+* **Names**: a component longer than 255 bytes or a key longer than 1023 bytes is
+  ENAMETOOLONG.
+* **statfs** reports large constant numbers (a bucket has no capacity), as s3fs.
+* **xattrs** live in ``x-oss-meta-xattr``; ``-o noxattr`` makes every xattr call
+  ENOTSUP; a missing name is ENODATA; ``XATTR_CREATE`` on an existing name EEXIST,
+  ``XATTR_REPLACE`` on a missing one ENODATA.
+* **access** checks the mode bits like the kernel with ``default_permissions``
+  (owner, else group (primary and supplementary groups of the caller), else other);
+  root passes except for execute on a file without any execute bit.
+
+Threads and locks: ``_lock`` guards ``_handles`` and ``_next_fh`` and is never held
+across a store call.  Each open file's :class:`cache.StagedFile` has its own locks;
+``StagedFile.attr`` is guarded by ``StagedFile.lock``.  Order, outermost first:
+``FileSystem._lock`` -> ``StagedFile.io_lock`` -> ``StagedFile.lock`` ->
+``Cache._lock`` (this module never holds ``_lock`` while taking the others).
+Operations on one path from different threads are not serialised beyond that: two
+concurrent renames of one tree race as they would on any object store.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import mimetypes
+import os
+import posixpath
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+from .cache import Cache, StagedFile
+from .errors import FsError, NotFound, PreconditionFailed, StoreError
+from .meta import DIR_CONTENT_TYPE, Attr, Defaults, meta_from_attr
+from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
+                        dir_prefix, join, key_of)
+from .store import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+XATTR_CREATE = 1
+XATTR_REPLACE = 2
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+MAX_NAME = 255
+MAX_KEY = 1023
+_CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who asks: the FUSE request context."""
+
+    uid: int
+    gid: int
+    pid: int
+
+
+@dataclass
+class Handle:
+    path: str
+    flags: int
+    sf: StagedFile
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & os.O_ACCMODE != os.O_WRONLY
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE != os.O_RDONLY
+
+
+def _opt(config, name, default):
+    value = getattr(config, name, default)
+    return default if value is None else value
+
+
+class FileSystem:
+    """POSIX operations (see the module docstring)."""
+
+    def __init__(self, store, config, cache: Cache, *, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.config = config
+        self.cache = cache
+        self.clock = clock
+        uid_opt, gid_opt = getattr(config, "uid", None), getattr(config, "gid", None)
+        umask = _opt(config, "umask", 0)
+        self.defaults = Defaults(
+            uid=os.getuid() if uid_opt is None else uid_opt,
+            gid=os.getgid() if gid_opt is None else gid_opt,
+            file_mode=_opt(config, "default_file_mode", 0o644),
+            dir_mode=_opt(config, "default_dir_mode", 0o755),
+            umask=umask, force_uid=uid_opt is not None, force_gid=gid_opt is not None)
+        if "mp_umask" in _opt(config, "explicit", ()):
+            root_mode = 0o777 & ~_opt(config, "mp_umask", 0)
+        else:
+            root_mode = self.defaults.dir_mode & ~umask
+        self.ns = Namespace(store, self.defaults, root_mode=root_mode,
+                            stat_cache_expire=_opt(config, "stat_cache_expire", 900),
+                            max_stat_cache_size=_opt(config, "max_stat_cache_size", 100000),
+                            neg_cache=_opt(config, "neg_cache", True),
+                            multireq_max=_opt(config, "multireq_max", 20),
+                            list_max_keys=_opt(config, "list_object_max_keys", 1000), clock=clock)
+        self.xattr_enabled = bool(_opt(config, "xattr", True))
+        self.symlink_in_meta = bool(_opt(config, "symlink_in_meta", False))
+        self._mime = mimetypes.MimeTypes()
+        mime_file = _opt(config, "mime", "")
+        if mime_file and os.path.isfile(mime_file):
+            try:
+                self._mime.read(mime_file)
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning("cannot read %s: %s", mime_file, exc)
+        self._lock = threading.Lock()
+        self._handles: dict = {}  # GUARDED_BY(_lock): fh -> Handle
+        self._next_fh = 1         # GUARDED_BY(_lock)
+        self._pool: Optional[ThreadPoolExecutor] = None  # GUARDED_BY(_lock)
+
+    # --- lifecycle ---
+
+    def init(self) -> None:
+        dirty = self.cache.dirty_entries()
+        if dirty:
+            log.warning("%d file(s) with changes not yet in the bucket are in the cache; "
+                        "they are uploaded at their next close or at unmount", len(dirty))
+
+    def destroy(self) -> None:
+        """Upload everything dirty (unmount, SIGTERM), then stop."""
+        for sf in self.cache.open_files():
+            if sf.dirty and not sf.detached:
+                try:
+                    self._upload(sf)
+                except FsError as exc:
+                    log.error("%r could not be uploaded at unmount, it stays in the cache: %s", sf.key, exc)
+        self.cache.upload_all()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self.ns.close()
+        self.cache.close()
+
+    # --- helpers ---
+
+    def _now_ns(self) -> int:
+        return int(self.clock() * NS)
+
+    @staticmethod
+    def _check_name(path: str) -> None:
+        key = key_of(path)
+        if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY - 1:  # room for the "/" of a marker
+            raise FsError(errno.ENAMETOOLONG)
+        if len(posixpath.basename(path).encode("utf-8", "surrogateescape")) > MAX_NAME:
+            raise FsError(errno.ENAMETOOLONG)
+
+    def _handle(self, fh) -> Handle:
+        with self._lock:
+            h = self._handles.get(fh)
+        if h is None:
+            raise FsError(errno.EBADF)
+        return h
+
+    def _new_handle(self, path: str, flags: int, sf: StagedFile) -> int:
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = Handle(path, flags, sf)
+            return fh
+
+    def _open_sf(self, path: str) -> Optional[StagedFile]:
+        return self.cache.get_open(key_of(path))
+
+    def _attr(self, path: str) -> tuple:
+        """(Attr, Entry or None) of ``path``: the staged attributes of an open file,
+        else the namespace's."""
+        if path != "/":
+            sf = self._open_sf(path)
+            if sf is not None:
+                with sf.lock:
+                    if sf.attr is not None:
+                        return replace(sf.attr, size=sf.rec.size), None
+        entry = self.ns.lookup(path)
+        return entry.attr, entry
+
+    def _exists(self, path: str) -> Optional[Attr]:
+        try:
+            return self._attr(path)[0]
+        except FsError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    def _check_parent(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        attr, _ = self._attr(parent)
+        if not stat.S_ISDIR(attr.mode):
+            raise FsError(errno.ENOTDIR)
+
+    def _check_new(self, path: str) -> None:
+        self._check_name(path)
+        self._check_parent(path)
+        if self._exists(path) is not None:
+            raise FsError(errno.EEXIST)
+
+    def _stat(self, attr: Attr) -> dict:
+        st = {
+            "st_mode": attr.mode,
+            "st_nlink": 2 if stat.S_ISDIR(attr.mode) else 1,
+            "st_uid": attr.uid,
+            "st_gid": attr.gid,
+            "st_size": attr.size,
+            "st_blocks": (attr.size + 511) // 512,
+            "st_blksize": 4096,
+        }
+        for name, ns in (("atime", attr.atime_ns), ("mtime", attr.mtime_ns), ("ctime", attr.ctime_ns)):
+            st["st_" + name] = ns / NS
+            st["st_%s_ns" % name] = ns
+        return st
+
+    def _content_type(self, path: str) -> str:
+        return self._mime.guess_type(posixpath.basename(path))[0] or "application/octet-stream"
+
+    def _put_entry(self, path: str, key: str, body: bytes, attr: Attr, content_type: str, form: str) -> Entry:
+        meta = meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta)
+        info = self.store.put(key, body, meta=meta, content_type=content_type)
+        entry = self.ns.entry_from_info(path, replace(info, meta=meta, content_type=content_type), form)
+        self.ns.remember(entry)
+        return entry
+
+    def _map(self, fn, items) -> list:
+        """Run ``fn`` over ``items`` on a pool ``multireq_max`` wide; first error wins."""
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.ns.multireq_max, thread_name_prefix="ossfs-copy")
+            pool = self._pool
+        return [f.result() for f in [pool.submit(fn, i) for i in items]]
+
+    # --- attributes and listings ---
+
+    def getattr(self, path: str, fh=None) -> dict:
+        if fh is not None:
+            with self._lock:
+                h = self._handles.get(fh)
+            if h is not None:
+                with h.sf.lock:
+                    if h.sf.attr is not None:
+                        return self._stat(replace(h.sf.attr, size=h.sf.rec.size))
+        return self._stat(self._attr(path)[0])
+
+    def readdir(self, path: str, fh=None) -> list:
+        attr, _ = self._attr(path)
+        if not stat.S_ISDIR(attr.mode):
+            raise FsError(errno.ENOTDIR)
+        out = {name: self._stat(entry.attr) for name, entry in self.ns.listdir(path)}
+        # Files created here and not flushed yet exist only in the cache.
+        prefix = dir_prefix(path)
+        for sf in self.cache.open_files():
+            key = sf.key
+            if sf.detached or not key.startswith(prefix) or "/" in key[len(prefix):]:
+                continue
+            with sf.lock:
+                if sf.attr is not None:
+                    out[key[len(prefix):]] = self._stat(replace(sf.attr, size=sf.rec.size))
+        return [(".", self._stat(attr)), ("..", None)] + sorted(out.items())
+
+    def statfs(self, path: str) -> dict:
+        blocks = 1 << 40
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": blocks, "f_bfree": blocks, "f_bavail": blocks,
+                "f_files": 1 << 32, "f_ffree": 1 << 32, "f_favail": 1 << 32, "f_namemax": MAX_NAME}
+
+    def access(self, path: str, amode: int, ctx: Ctx) -> None:
+        attr, _ = self._attr(path)
+        if amode == os.F_OK:
+            return
+        mode = attr.mode
+        if ctx.uid == 0:
+            if amode & os.X_OK and not stat.S_ISDIR(mode) and not mode & 0o111:
+                raise FsError(errno.EACCES)
+            return
+        if ctx.uid == attr.uid:
+            bits = (mode >> 6) & 7
+        elif attr.gid == ctx.gid or attr.gid in _groups_of(ctx.pid):
+            bits = (mode >> 3) & 7
+        else:
+            bits = mode & 7
+        want = (4 if amode & os.R_OK else 0) | (2 if amode & os.W_OK else 0) | (1 if amode & os.X_OK else 0)
+        if want & ~bits:
+            raise FsError(errno.EACCES)
+
+    def status(self) -> dict:
+        """Dirty files and uploads under way, for ``ossfs status``."""
+        open_by_id = {sf.rec.file_id: sf for sf in self.cache.open_files()}
+        dirty = []
+        for rec in self.cache.dirty_entries():
+            sf = open_by_id.get(rec.file_id)
+            uploading = bool(sf and sf.uploading)
+            done, total = sf.progress if sf else (0, rec.size)
+            dirty.append({"path": "/" + rec.key, "size": sf.size if sf else rec.size, "open": sf is not None,
+                          "uploading": uploading, "uploaded": done if uploading else 0,
+                          "total": total if uploading else rec.size})
+        with self._lock:
+            handles = len(self._handles)
+        return {"dirty": sorted(dirty, key=lambda d: d["path"]), "open_files": len(open_by_id),
+                "handles": handles}
+
+    # --- directories ---
+
+    def mkdir(self, path: str, mode: int, ctx: Ctx) -> None:
+        self._check_new(path)
+        now = self._now_ns()
+        attr = Attr(stat.S_IFDIR | (mode & 0o7777), ctx.uid, ctx.gid, 0, now, now, now)
+        self._put_entry(path, key_of(path) + "/", b"", attr, DIR_CONTENT_TYPE, MARKER)
+
+    def rmdir(self, path: str) -> None:
+        if path == "/":
+            raise FsError(errno.EBUSY)
+        entry = self.ns.lookup(path)
+        if not entry.is_dir:
+            raise FsError(errno.ENOTDIR)
+        prefix = dir_prefix(path)
+        if self.ns.has_children(path) or any(sf.key.startswith(prefix) and not sf.detached
+                                             for sf in self.cache.open_files()):
+            raise FsError(errno.ENOTEMPTY)
+        key = key_of(path)
+        doomed = [key + "/", key + FOLDER_SUFFIX]
+        if entry.form == LEGACY:
+            doomed.append(key)
+        self.store.delete_many(doomed)
+        self.ns.forget(path, missing=True)
+
+    # --- files ---
+
+    def _mode_attr(self, mode: int, ctx: Ctx, size: int = 0, symlink_target: Optional[str] = None) -> Attr:
+        now = self._now_ns()
+        ftype = stat.S_IFMT(mode) or stat.S_IFREG
+        perms = 0o777 if ftype == stat.S_IFLNK else mode & 0o7777
+        return Attr(ftype | perms, ctx.uid, ctx.gid, size, now, now, now, {}, symlink_target)
+
+    def mknod(self, path: str, mode: int, dev: int, ctx: Ctx) -> None:
+        ftype = stat.S_IFMT(mode) or stat.S_IFREG
+        if ftype in (stat.S_IFCHR, stat.S_IFBLK):
+            raise FsError(errno.EPERM, "device nodes are not supported")
+        if ftype not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK):
+            raise FsError(errno.EINVAL)
+        self._check_new(path)
+        ctype = self._content_type(path) if ftype == stat.S_IFREG else "application/octet-stream"
+        self._put_entry(path, key_of(path), b"", self._mode_attr(ftype | (mode & 0o7777), ctx), ctype, FILE)
+
+    def symlink(self, target: str, source: str, ctx: Ctx) -> None:
+        """fusepy order: ``target`` is the new link's path, ``source`` its content."""
+        self._check_new(target)
+        body = source.encode("utf-8", "surrogateescape")
+        attr = self._mode_attr(stat.S_IFLNK, ctx, len(body), source)
+        self._put_entry(target, key_of(target), body, attr, "application/octet-stream", FILE)
+
+    def readlink(self, path: str) -> str:
+        attr, entry = self._attr(path)
+        if not stat.S_ISLNK(attr.mode):
+            raise FsError(errno.EINVAL)
+        if attr.symlink_target is not None:
+            return attr.symlink_target
+        if entry is None:  # an open symlink object: read its staged body
+            sf = self._open_sf(path)
+            return sf.read(0, sf.size).decode("utf-8", "surrogateescape")
+        body = self.store.get_range(entry.key, 0, max(entry.info.size, 1), if_match=entry.etag)
+        return body.decode("utf-8", "surrogateescape")
+
+    def link(self, target: str, source: str) -> None:
+        raise FsError(errno.ENOTSUP, "hard links are not supported")
+
+    def create(self, path: str, mode: int, flags: int, ctx: Ctx) -> int:
+        self._check_name(path)
+        self._check_parent(path)
+        existing = self._exists(path)
+        if existing is not None:
+            if flags & os.O_EXCL:
+                raise FsError(errno.EEXIST)
+            if stat.S_ISDIR(existing.mode):
+                raise FsError(errno.EISDIR)
+            return self.open(path, flags, ctx)
+        sf = self.cache.open(key_of(path), None)
+        try:
+            if sf.size:
+                sf.truncate(0)  # a stale staged copy of a name that no longer exists
+            attr = self._mode_attr(stat.S_IFREG | (mode & 0o7777), ctx)
+            with sf.lock:
+                sf.attr = attr
+            sf.set_meta(meta_from_attr(attr), content_type=self._content_type(path))
+        except BaseException:
+            self.cache.release(sf)
+            raise
+        self.ns.forget(path)
+        return self._new_handle(path, flags, sf)
+
+    def open(self, path: str, flags: int, ctx: Ctx) -> int:
+        key = key_of(path)
+        sf = self.cache.get_open(key)
+        if sf is not None and sf.dirty:
+            sf = self.cache.open(key, None)  # our own unsent data is the latest version
+            entry = None
+        else:
+            entry = self.ns.lookup(path, fresh=True)  # close-to-open: always ask the bucket
+            if entry.is_dir:
+                raise FsError(errno.EISDIR)
+            sf = self.cache.open(key, entry.info)
+        try:
+            with sf.lock:
+                if sf.attr is None:
+                    if entry is None:
+                        entry = self.ns.lookup(path)
+                    sf.attr = replace(entry.attr, xattrs=dict(entry.attr.xattrs))
+                    sf.rec.content_type = sf.rec.content_type or entry.content_type
+            if flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY and sf.size:
+                self._truncate_sf(sf, 0)
+        except BaseException:
+            self.cache.release(sf)
+            raise
+        return self._new_handle(path, flags, sf)
+
+    def read(self, path: str, size: int, offset: int, fh) -> bytes:
+        h = self._handle(fh)
+        if not h.readable:
+            raise FsError(errno.EBADF)
+        return h.sf.read(offset, size)
+
+    def write(self, path: str, data: bytes, offset: int, fh) -> int:
+        h = self._handle(fh)
+        if not h.writable:
+            raise FsError(errno.EBADF)
+        sf = h.sf
+        if h.flags & os.O_APPEND:
+            offset = sf.size
+        n = sf.write(offset, data)
+        now = self._now_ns()
+        with sf.lock:
+            sf.attr = replace(sf.attr, mtime_ns=now, ctime_ns=now)
+        return n
+
+    def _truncate_sf(self, sf: StagedFile, length: int) -> None:
+        sf.truncate(length)
+        now = self._now_ns()
+        with sf.lock:
+            sf.attr = replace(sf.attr, mtime_ns=now, ctime_ns=now)
+
+    def truncate(self, path: str, length: int, fh=None) -> None:
+        if length < 0:
+            raise FsError(errno.EINVAL)
+        if fh is not None:
+            h = self._handle(fh)
+            if not h.writable:
+                raise FsError(errno.EBADF)
+            self._truncate_sf(h.sf, length)
+            return
+        sf = self._open_sf(path)
+        if sf is not None:
+            self._truncate_sf(sf, length)
+            return
+        fh = self.open(path, os.O_WRONLY, Ctx(0, 0, 0))
+        try:
+            self._truncate_sf(self._handle(fh).sf, length)
+            self.flush(path, fh)
+        finally:
+            self.release(path, fh)
+
+    def _upload(self, sf: StagedFile) -> None:
+        """Upload ``sf`` if dirty; EIO on failure (the data stays dirty in the cache)."""
+        with sf.lock:
+            if not sf.rec.dirty or sf.detached or sf.attr is None:
+                return
+            attr = replace(sf.attr, size=sf.rec.size)
+            ctype = sf.rec.content_type or self._content_type(sf.key)
+        meta = meta_from_attr(attr)
+        sf.set_meta(meta, content_type=ctype)
+        try:
+            info = sf.upload()
+        except (StoreError, OSError) as exc:
+            log.error("upload of %r failed; the data stays in the cache and is sent again at the next "
+                      "flush: %s", sf.key, exc)
+            raise FsError(errno.EIO, "upload of %s failed" % sf.key) from exc
+        if info is not None:
+            path = "/" + sf.key
+            self.ns.remember(self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), FILE))
+
+    def flush(self, path: str, fh) -> None:
+        self._upload(self._handle(fh).sf)
+
+    def fsync(self, path: str, datasync, fh) -> None:
+        self._upload(self._handle(fh).sf)
+
+    def release(self, path: str, fh) -> None:
+        with self._lock:
+            h = self._handles.pop(fh, None)
+        if h is None:
+            raise FsError(errno.EBADF)
+        sf = h.sf
+        try:
+            with sf.lock:
+                last = sf.rec.open_count == 1
+            if last and sf.dirty and not sf.detached:
+                self._upload(sf)
+        except FsError as exc:
+            log.error("%s is kept in the cache with its unsent changes: %s", path, exc)
+        finally:
+            self.cache.release(sf)
+
+    def unlink(self, path: str) -> None:
+        attr, entry = self._attr(path)
+        if stat.S_ISDIR(attr.mode):
+            raise FsError(errno.EISDIR)
+        key = key_of(path)
+        if entry is None or entry.info is not None:
+            self.store.delete(key)
+        self.cache.discard_key(key)
+        self.ns.forget(path, missing=True)
+
+    # --- rename ---
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        if flags & RENAME_EXCHANGE or flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
+            raise FsError(errno.EINVAL)
+        if old == "/" or new == "/":
+            raise FsError(errno.EBUSY)
+        src, src_entry = self._attr(old)
+        self._check_name(new)
+        self._check_parent(new)
+        if old == new:
+            return
+        src_dir = stat.S_ISDIR(src.mode)
+        if src_dir and new.startswith(old + "/"):
+            raise FsError(errno.EINVAL)
+        dst = self._exists(new)
+        if dst is not None:
+            if flags & RENAME_NOREPLACE:
+                raise FsError(errno.EEXIST)
+            if stat.S_ISDIR(dst.mode):
+                if not src_dir:
+                    raise FsError(errno.EISDIR)
+                self.rmdir(new)  # ENOTEMPTY when it has children
+            elif src_dir:
+                raise FsError(errno.ENOTDIR)
+        if src_dir:
+            self._rename_dir(old, new, src_entry)
+        else:
+            self._rename_file(old, new)
+        self.ns.forget_tree(old)
+        self.ns.forget(old, missing=True)
+        self.ns.forget_tree(new)
+
+    def _rename_file(self, old: str, new: str) -> None:
+        okey, nkey = key_of(old), key_of(new)
+        self.cache.discard_key(nkey)  # the replaced file's staged copies
+        sf = self.cache.get_open(okey)
+        info = None
+        if sf is None or not sf.dirty:
+            try:
+                info = self.store.copy(okey, nkey, meta=None)
+            except NotFound:
+                if sf is None:
+                    raise FsError(errno.ENOENT)
+        if sf is not None:
+            if sf.dirty:
+                sf.forget_base()  # fetch what is missing while the old object exists
+            elif info is not None:
+                with sf.lock:
+                    sf.rec.etag = info.etag
+            self.cache.rekey(sf, nkey)
+        self.cache.rekey_closed(okey, nkey)
+        self.store.delete(okey)
+
+    def _rename_dir(self, old: str, new: str, entry: Optional[Entry]) -> None:
+        oprefix, nprefix = dir_prefix(old), dir_prefix(new)
+        okey, nkey = key_of(old), key_of(new)
+        objects = self.ns.walk_keys(old)
+        pairs = [(o.key, nprefix + o.key[len(oprefix):]) for o in objects]
+        if entry is not None and entry.form == LEGACY:
+            pairs.append((okey, nkey))
+        elif entry is not None and entry.form == FOLDER:
+            pairs.append((okey + FOLDER_SUFFIX, nkey + FOLDER_SUFFIX))
+        # Open files below follow the rename; dirty ones first fetch what they miss.
+        moving = [sf for sf in self.cache.open_files() if sf.key.startswith(oprefix) and not sf.detached]
+        for sf in moving:
+            if sf.dirty:
+                sf.forget_base()
+        copied = dict(self._map(lambda p: (p[0], self.store.copy(p[0], p[1], meta=None)), pairs))
+        for sf in moving:
+            new_key = nprefix + sf.key[len(oprefix):]
+            info = copied.get(sf.key)
+            if info is not None and not sf.dirty:
+                with sf.lock:
+                    sf.rec.etag = info.etag
+            self.cache.rekey(sf, new_key)
+        for src_key, dst_key in pairs:
+            self.cache.rekey_closed(src_key, dst_key)
+        for rec in self.cache.dirty_entries():
+            if rec.key.startswith(oprefix):
+                self.cache.rekey_closed(rec.key, nprefix + rec.key[len(oprefix):])
+        self.store.delete_many([src for src, _ in pairs])
+
+    # --- attributes ---
+
+    def _update_attr(self, path: str, change: Callable[[Attr], Attr]) -> None:
+        """Apply ``change`` to the attributes of ``path`` (module docstring: Attributes)."""
+        if path == "/":
+            raise FsError(errno.EPERM, "the mountpoint's attributes cannot change")
+        now = self._now_ns()
+        sf = self._open_sf(path)
+        if sf is not None:
+            with sf.lock:
+                if sf.attr is not None and sf.rec.dirty:
+                    sf.attr = replace(change(sf.attr), ctime_ns=now)
+                    return
+        for attempt in (0, 1):
+            entry = self.ns.lookup(path, fresh=attempt > 0)
+            attr = replace(change(replace(entry.attr, xattrs=dict(entry.attr.xattrs))), ctime_ns=now)
+            meta = {k: v for k, v in ((entry.info.meta if entry.info else None) or {}).items()
+                    if k not in _CANONICAL}
+            meta.update(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
+            try:
+                if entry.form in (IMPLICIT, FOLDER):
+                    key, ctype = key_of(path) + "/", DIR_CONTENT_TYPE
+                    info = self.store.put(key, b"", meta=meta, content_type=ctype)
+                    form = MARKER
+                else:
+                    key, ctype, form = entry.key, entry.content_type, entry.form
+                    info = self.store.copy(key, key, meta=meta, content_type=ctype, if_match=entry.etag)
+            except (PreconditionFailed, NotFound):
+                if attempt:
+                    raise
+                continue  # changed or gone since cached: look again
+            new_entry = self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), form)
+            self.ns.remember(new_entry)
+            if sf is not None:
+                with sf.lock:
+                    sf.attr = replace(new_entry.attr)
+                    if sf.rec.etag == entry.etag:
+                        sf.rec.etag = info.etag
+            return
+
+    def chmod(self, path: str, mode: int, ctx: Optional[Ctx] = None) -> None:
+        self._update_attr(path, lambda a: replace(a, mode=stat.S_IFMT(a.mode) | (mode & 0o7777)))
+
+    def chown(self, path: str, uid: int, gid: int, ctx: Optional[Ctx] = None) -> None:
+        def change(a: Attr) -> Attr:
+            return replace(a, uid=a.uid if uid in (-1, 0xFFFFFFFF) else uid,
+                           gid=a.gid if gid in (-1, 0xFFFFFFFF) else gid)
+        self._update_attr(path, change)
+
+    def utimens(self, path: str, times_ns=None) -> None:
+        if times_ns is None:
+            now = self._now_ns()
+            times_ns = (now, now)
+        atime, mtime = (int(t) for t in times_ns)
+        self._update_attr(path, lambda a: replace(a, atime_ns=atime, mtime_ns=mtime))
+
+    # --- xattrs ---
+
+    def _xattrs(self, path: str) -> dict:
+        if not self.xattr_enabled:
+            raise FsError(errno.ENOTSUP)
+        return self._attr(path)[0].xattrs
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        value = self._xattrs(path).get(name)
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return bytes(value)
+
+    def listxattr(self, path: str) -> list:
+        return sorted(self._xattrs(path))
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int = 0, position: int = 0) -> None:
+        current = self._xattrs(path)
+        if flags & XATTR_CREATE and name in current:
+            raise FsError(errno.EEXIST)
+        if flags & XATTR_REPLACE and name not in current:
+            raise FsError(errno.ENODATA)
+        self._update_attr(path, lambda a: replace(a, xattrs={**a.xattrs, name: bytes(value)}))
+
+    def removexattr(self, path: str, name: str) -> None:
+        if name not in self._xattrs(path):
+            raise FsError(errno.ENODATA)
+        self._update_attr(path, lambda a: replace(a, xattrs={k: v for k, v in a.xattrs.items() if k != name}))
+
+
+def _groups_of(pid: int) -> set:
+    """Supplementary groups of process ``pid`` (empty when unknown)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
