@@ -330,7 +330,12 @@ def verify_request_v2(method: str, raw_path: str, query: str, headers, credentia
             amz[name] = _canonical_header_value(_header_values(headers, name))
     sub = sorted((n, v) for n, v in pairs if n in _V2_SUBRESOURCES)
     subresource = "&".join(n if v == "" else "%s=%s" % (n, v) for n, v in sub)
-    for path in _canonical_paths(raw_path):
+    paths = _canonical_paths(raw_path)
+    if not bucket_prefix and raw_path.count("/") == 1 and raw_path != "/":
+        # A bucket-level request ("/bkt"): AWS's canonical resource is "/bkt/", which is
+        # what botocore signs.
+        paths.append(raw_path + "/")
+    for path in paths:
         resource = bucket_prefix + path + ("?" + subresource if subresource else "")
         to_sign = "\n".join([method, headers.get("Content-MD5") or "", headers.get("Content-Type") or "",
                              date_field]) + "\n" + "".join("%s:%s\n" % kv for kv in sorted(amz.items())) + resource

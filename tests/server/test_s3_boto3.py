@@ -396,6 +396,7 @@ def test_signature_version_2_clients(server):
                       config=Config(s3={"addressing_style": "path"}, signature_version="s3"))
     v2.put_object(Bucket=server.bucket, Key="v2 key+x", Body=b"v2 body", Metadata={"mode": "33188"})
     assert v2.get_object(Bucket=server.bucket, Key="v2 key+x")["Metadata"] == {"mode": "33188"}
+    assert [o["Key"] for o in v2.list_objects(Bucket=server.bucket, Prefix="v2 ")["Contents"]] == ["v2 key+x"]
     up = v2.create_multipart_upload(Bucket=server.bucket, Key="v2mp")["UploadId"]
     etag = v2.upload_part(Bucket=server.bucket, Key="v2mp", UploadId=up, PartNumber=1, Body=b"p")["ETag"]
     v2.complete_multipart_upload(Bucket=server.bucket, Key="v2mp", UploadId=up,
