@@ -862,9 +862,12 @@ def _list_uploads(req: S3Request) -> None:
     _sub(root, "Prefix", q.get("prefix", ""))
     _sub(root, "MaxUploads", max_uploads)
     _sub(root, "IsTruncated", "true" if truncated else "false")
+    encode = q.get("encoding-type") == "url"
+    if encode:
+        _sub(root, "EncodingType", "url")
     for u in ups:
         el = _sub(root, "Upload")
-        _sub(el, "Key", u.key)
+        _sub(el, "Key", quote_plus(u.key, safe="/") if encode else u.key)
         _sub(el, "UploadId", u.upload_id)
         _owner(el)
         _sub(el, "StorageClass", "STANDARD")

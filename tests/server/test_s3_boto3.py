@@ -302,6 +302,26 @@ def test_listing_delimiter_pagination_and_url_encoding(server, s3):
     assert counts["ListObjects"] >= 4 and counts["ListObjectsV2"] >= 2
 
 
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+def test_keys_with_reserved_and_unicode_characters(server, signature_version):
+    s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                      aws_access_key_id=server.access_key_id, aws_secret_access_key=server.access_key_secret,
+                      config=Config(s3={"addressing_style": "path"}, signature_version=signature_version,
+                                    retries={"max_attempts": 1}))
+    key = "weird/%41 ?#&=+,;:@$!'()*[]~\u00e9\u4e2d"
+    s3.put_object(Bucket=server.bucket, Key=key, Body=b"w")
+    assert s3.get_object(Bucket=server.bucket, Key=key)["Body"].read() == b"w"
+    s3.copy_object(Bucket=server.bucket, Key=key + "2", CopySource={"Bucket": server.bucket, "Key": key})
+    up = s3.create_multipart_upload(Bucket=server.bucket, Key=key)["UploadId"]
+    s3.upload_part_copy(Bucket=server.bucket, Key=key, UploadId=up, PartNumber=1,
+                        CopySource={"Bucket": server.bucket, "Key": key + "2"})
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=server.bucket, Prefix="weird/")["Uploads"]] == [key]
+    s3.abort_multipart_upload(Bucket=server.bucket, Key=key, UploadId=up)
+    assert [o["Key"] for o in s3.list_objects(Bucket=server.bucket, Prefix="weird/")["Contents"]] == [key, key + "2"]
+    s3.delete_objects(Bucket=server.bucket, Delete={"Objects": [{"Key": key}, {"Key": key + "2"}]})
+    assert s3.list_objects_v2(Bucket=server.bucket, Prefix="weird/")["KeyCount"] == 0
+
+
 def test_multipart_with_transfer_manager(server, s3):
     data = os.urandom(20 * MiB)
     before = _requests(server)
