@@ -87,8 +87,8 @@ def format_status(answer: dict, tty: bool) -> str:
                 out.append("    %s" % (item,))
                 continue
             path = item.get("path") or item.get("key") or "?"
-            done, total = item.get("done"), item.get("total", item.get("size"))
-            if isinstance(done, int) and isinstance(total, int):
+            done, total = item.get("uploaded", item.get("done")), item.get("total", item.get("size"))
+            if item.get("uploading", True) and isinstance(done, int) and isinstance(total, int):
                 progress = (_bar(done, total) + " ") if tty else ""
                 out.append("    %s%s  %s / %s" % (progress, path, _human(done), _human(total)))
             else:

@@ -114,6 +114,17 @@ def _fs_call(func: Callable) -> Callable:
     return wrapper
 
 
+def _ns_times(attrs):
+    """The core reports ``st_mtime`` (float seconds) and ``st_mtime_ns``; libfuse gets
+    the exact nanoseconds (``use_ns``)."""
+    if attrs:
+        for name in ("st_atime", "st_mtime", "st_ctime"):
+            ns = attrs.get(name + "_ns")
+            if ns is not None:
+                attrs[name] = ns
+    return attrs
+
+
 def _ctx():
     """The caller's identity as the core's ``Ctx(uid, gid, pid)``."""
     from ossfs.fs import Ctx  # imported late so that --version works without the core
@@ -168,7 +179,7 @@ class FuseOperations(mfusepy.Operations):
 
     @_fs_call
     def getattr(self, path, fh=None):
-        return self.fs.getattr(path, fh)
+        return _ns_times(self.fs.getattr(path, fh))
 
     def opendir(self, path):
         """A handle that remembers the listing while the directory is read in pieces."""
@@ -184,12 +195,12 @@ class FuseOperations(mfusepy.Operations):
         with self._dir_lock:
             entries = self._listings.get(fh) if offset else None
         if entries is None:
-            entries = list(self.fs.readdir(path, None))
+            entries = [(name, _ns_times(attrs)) for name, attrs in self.fs.readdir(path, None)]
             names = {name for name, _ in entries}
             # ls -a and readdir(3) users expect both; the core may leave them out.
             for dot in ("..", "."):
                 if dot not in names:
-                    entries.insert(0, (dot, self.fs.getattr(path) if dot == "." else None))
+                    entries.insert(0, (dot, _ns_times(self.fs.getattr(path)) if dot == "." else None))
             with self._dir_lock:
                 self._listings[fh] = entries
         return entries
