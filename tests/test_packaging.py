@@ -30,8 +30,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 import uuid
 
 import pytest
