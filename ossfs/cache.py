@@ -491,6 +491,7 @@ class Cache:
         self._records: dict = {}   # GUARDED_BY(_lock): file_id -> IndexRecord (closed and open)
         self._open: dict = {}      # GUARDED_BY(_lock): key -> StagedFile registered for that key
         self._live: dict = {}      # GUARDED_BY(_lock): file_id -> StagedFile with open_count > 0
+        self._dirty_ids: set = set()  # GUARDED_BY(_lock): file_ids of dirty records (fast lookups)
         self._fill_pool: Optional[ThreadPoolExecutor] = None
         self._load()
         if del_cache:
@@ -533,6 +534,8 @@ class Cache:
                 continue
             rec.open_count = 0  # no process holds it open after a restart
             self._records[file_id] = rec
+            if rec.dirty:
+                self._dirty_ids.add(file_id)
             known.add(file_id)
         for name in os.listdir(self.files_dir):
             if name not in known:  # staged but never indexed (crash before the first save)
@@ -540,10 +543,16 @@ class Cache:
 
     def _save(self, rec: IndexRecord) -> None:
         self._index.set(rec.file_id, asdict(rec))
+        with self._lock:
+            if rec.dirty and rec.file_id in self._records:
+                self._dirty_ids.add(rec.file_id)
+            else:
+                self._dirty_ids.discard(rec.file_id)
 
     def _forget(self, rec: IndexRecord) -> None:
         with self._lock:
             self._records.pop(rec.file_id, None)
+            self._dirty_ids.discard(rec.file_id)
         self._index.delete(rec.file_id)
         _unlink(os.path.join(self.files_dir, rec.file_id))
 
@@ -553,6 +562,20 @@ class Cache:
         with self._lock:
             return [dataclasses.replace(r, ranges=list(r.ranges), meta=dict(r.meta))
                     for r in self._records.values() if r.dirty]
+
+    def dirty_record(self, key: str) -> Optional[IndexRecord]:
+        """The dirty record of ``key`` that is not open (unsent data of a closed file)."""
+        with self._lock:
+            for file_id in self._dirty_ids:
+                rec = self._records.get(file_id)
+                if rec is not None and rec.key == key and file_id not in self._live:
+                    return rec
+        return None
+
+    def dirty_closed(self) -> list:
+        """Dirty records of files not open (their unsent data is the latest version)."""
+        with self._lock:
+            return [self._records[i] for i in self._dirty_ids if i in self._records and i not in self._live]
 
     def _touch(self, sf: StagedFile) -> None:
         sf.rec.last_use = self.clock()

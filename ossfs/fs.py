@@ -76,7 +76,7 @@ from typing import Callable, Optional
 
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError
-from .meta import DIR_CONTENT_TYPE, Attr, Defaults, meta_from_attr
+from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, meta_from_attr
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, join, key_of)
 from .store import ObjectInfo
@@ -161,6 +161,7 @@ class FileSystem:
         self._handles: dict = {}  # GUARDED_BY(_lock): fh -> Handle
         self._next_fh = 1         # GUARDED_BY(_lock)
         self._pool: Optional[ThreadPoolExecutor] = None  # GUARDED_BY(_lock)
+        self._destroyed = False   # GUARDED_BY(_lock)
 
     # --- lifecycle ---
 
@@ -171,7 +172,11 @@ class FileSystem:
                         "they are uploaded at their next close or at unmount", len(dirty))
 
     def destroy(self) -> None:
-        """Upload everything dirty (unmount, SIGTERM), then stop."""
+        """Upload everything dirty (unmount, SIGTERM), then stop.  Idempotent."""
+        with self._lock:
+            if self._destroyed:
+                return
+            self._destroyed = True
         for sf in self.cache.open_files():
             if sf.dirty and not sf.detached:
                 try:
@@ -225,8 +230,16 @@ class FileSystem:
                 with sf.lock:
                     if sf.attr is not None:
                         return replace(sf.attr, size=sf.rec.size), None
+            rec = self.cache.dirty_record(key_of(path))
+            if rec is not None:
+                return self._record_attr(rec), None
         entry = self.ns.lookup(path)
         return entry.attr, entry
+
+    def _record_attr(self, rec) -> Attr:
+        """Attributes of a closed file whose changes are not in the bucket yet."""
+        info = ObjectInfo(rec.key, rec.size, rec.etag or "", rec.last_use, rec.content_type, dict(rec.meta))
+        return attr_from_info(info, self.defaults, False)
 
     def _exists(self, path: str) -> Optional[Attr]:
         try:
@@ -301,8 +314,12 @@ class FileSystem:
         if not stat.S_ISDIR(attr.mode):
             raise FsError(errno.ENOTDIR)
         out = {name: self._stat(entry.attr) for name, entry in self.ns.listdir(path)}
-        # Files created here and not flushed yet exist only in the cache.
+        # Files created here and not flushed yet (or whose upload failed) exist only
+        # in the cache.
         prefix = dir_prefix(path)
+        for rec in self.cache.dirty_closed():
+            if rec.key.startswith(prefix) and "/" not in rec.key[len(prefix):]:
+                out[rec.key[len(prefix):]] = self._stat(self._record_attr(rec))
         for sf in self.cache.open_files():
             key = sf.key
             if sf.detached or not key.startswith(prefix) or "/" in key[len(prefix):]:
@@ -444,9 +461,13 @@ class FileSystem:
     def open(self, path: str, flags: int, ctx: Ctx) -> int:
         key = key_of(path)
         sf = self.cache.get_open(key)
-        if sf is not None and sf.dirty:
+        rec = self.cache.dirty_record(key) if sf is None else None
+        if (sf is not None and sf.dirty) or rec is not None:
             sf = self.cache.open(key, None)  # our own unsent data is the latest version
             entry = None
+            with sf.lock:
+                if sf.attr is None and rec is not None:
+                    sf.attr = self._record_attr(rec)
         else:
             entry = self.ns.lookup(path, fresh=True)  # close-to-open: always ask the bucket
             if entry.is_dir:
@@ -561,6 +582,15 @@ class FileSystem:
             self.store.delete(key)
         self.cache.discard_key(key)
         self.ns.forget(path, missing=True)
+        self._forget_implicit_parent(path)
+
+    def _forget_implicit_parent(self, path: str) -> None:
+        """A directory without an object vanishes with its last child: do not let the
+        stat cache keep showing it."""
+        parent = posixpath.dirname(path)
+        cached = self.ns.cached(parent)
+        if cached is not None and cached.form == IMPLICIT:
+            self.ns.forget(parent)
 
     # --- rename ---
 
@@ -594,6 +624,7 @@ class FileSystem:
         self.ns.forget_tree(old)
         self.ns.forget(old, missing=True)
         self.ns.forget_tree(new)
+        self._forget_implicit_parent(old)
 
     def _rename_file(self, old: str, new: str) -> None:
         okey, nkey = key_of(old), key_of(new)

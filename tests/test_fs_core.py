@@ -1,0 +1,548 @@
+"""The filesystem core called directly (no FUSE) over the in-memory store."""
+import errno
+import os
+import stat
+
+import pytest
+
+from ossfs.cache import Cache
+from ossfs.config import Config
+from ossfs.errors import FsError, TransientError
+from ossfs.fs import RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, Ctx, FileSystem
+from ossfs.meta import DIR_CONTENT_TYPE, encode_symlink_target
+from ossfs.store_mem import MemoryStore
+from ossfs.transfer import Downloader, Uploader
+
+ME = Ctx(1000, 1000, os.getpid())
+OTHER = Ctx(2000, 2000, os.getpid())
+ROOT = Ctx(0, 0, os.getpid())
+
+
+class Clock:
+    def __init__(self, t=1_700_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(clock):
+    return MemoryStore(clock=clock)
+
+
+@pytest.fixture
+def make_fs(tmp_path, store, clock):
+    made = []
+
+    def make(st=None, name="c", upload_threshold=25 << 20, **opts):
+        st = st or store
+        cfg = Config(bucket="b", uid=opts.pop("uid", None), gid=opts.pop("gid", None), **opts)
+        cache = Cache(str(tmp_path / name), st, background_fill=False, clock=clock,
+                      uploader=Uploader(st, multipart_threshold=upload_threshold, part_size=100 * 1024, parallel=2),
+                      downloader=Downloader(st, parallel=2, chunk_size=1 << 20))
+        fs = FileSystem(st, cfg, cache, clock=clock)
+        fs.init()
+        made.append(fs)
+        return fs
+
+    yield make
+    for fs in made:
+        fs.destroy()
+
+
+@pytest.fixture
+def fs(make_fs):
+    return make_fs()
+
+
+def errno_of(fn, *args, **kw):
+    with pytest.raises(FsError) as info:
+        fn(*args, **kw)
+    return info.value.errno
+
+
+def write_file(fs, path, data, mode=0o644, ctx=ME):
+    fh = fs.create(path, mode, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, ctx)
+    fs.write(path, data, 0, fh)
+    fs.flush(path, fh)
+    fs.release(path, fh)
+
+
+def read_file(fs, path):
+    fh = fs.open(path, os.O_RDONLY, ME)
+    try:
+        return fs.read(path, 1 << 30, 0, fh)
+    finally:
+        fs.release(path, fh)
+
+
+# --- header form of what we write ---
+
+def test_mkdir_writes_marker_with_s3fs_headers(fs, store):
+    fs.mkdir("/d", 0o750, ME)
+    info = store.head("d/")
+    assert info.size == 0
+    assert info.content_type == DIR_CONTENT_TYPE
+    assert info.meta["mode"] == str(stat.S_IFDIR | 0o750)
+    assert (info.meta["uid"], info.meta["gid"]) == ("1000", "1000")
+    assert info.meta["mtime"] == "1700000000"
+    st = fs.getattr("/d")
+    assert stat.S_ISDIR(st["st_mode"]) and stat.S_IMODE(st["st_mode"]) == 0o750
+
+
+def test_created_file_has_s3fs_headers_and_body(fs, store):
+    write_file(fs, "/f.txt", b"hello")
+    info = store.head("f.txt")
+    assert store.peek("f.txt") == b"hello"
+    assert info.meta["mode"] == "33188"
+    assert info.meta["uid"] == "1000" and info.meta["gid"] == "1000"
+    assert {"mtime", "ctime", "atime"} <= set(info.meta)
+    assert info.content_type == "text/plain"
+    st = fs.getattr("/f.txt")
+    assert st["st_size"] == 5 and st["st_mode"] == 0o100644
+    assert st["st_mtime_ns"] == 1_700_000_000 * 10**9 and st["st_mtime"] == 1_700_000_000.0
+
+
+def test_utimens_keeps_nanoseconds(fs, store):
+    write_file(fs, "/f", b"x")
+    fs.utimens("/f", (1_600_000_000_123_456_789, 1_500_000_000_000_000_001))
+    meta = store.head("f").meta
+    assert meta["atime"] == "1600000000.123456789"
+    assert meta["mtime"] == "1500000000.000000001"
+    assert fs.getattr("/f")["st_mtime_ns"] == 1_500_000_000_000_000_001
+
+
+# --- errno cases ---
+
+def test_errno_cases(fs):
+    assert errno_of(fs.getattr, "/missing") == errno.ENOENT
+    fs.mkdir("/d", 0o755, ME)
+    assert errno_of(fs.mkdir, "/d", 0o755, ME) == errno.EEXIST
+    assert errno_of(fs.mkdir, "/nope/d", 0o755, ME) == errno.ENOENT
+    write_file(fs, "/f", b"1")
+    assert errno_of(fs.mkdir, "/f/d", 0o755, ME) == errno.ENOTDIR
+    assert errno_of(fs.create, "/f", 0o644, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ME) == errno.EEXIST
+    assert errno_of(fs.open, "/missing", os.O_RDONLY, ME) == errno.ENOENT
+    assert errno_of(fs.open, "/d", os.O_WRONLY, ME) == errno.EISDIR
+    assert errno_of(fs.unlink, "/d") == errno.EISDIR
+    assert errno_of(fs.unlink, "/missing") == errno.ENOENT
+    assert errno_of(fs.rmdir, "/f") == errno.ENOTDIR
+    assert errno_of(fs.readdir, "/f") == errno.ENOTDIR
+    assert errno_of(fs.readlink, "/f") == errno.EINVAL
+    assert errno_of(fs.link, "/f", "/g") == errno.ENOTSUP
+    assert errno_of(fs.mknod, "/dev0", stat.S_IFCHR | 0o600, 0x0101, ME) == errno.EPERM
+    assert errno_of(fs.mknod, "/dev1", stat.S_IFBLK | 0o600, 0x0101, ME) == errno.EPERM
+    assert errno_of(fs.mkdir, "/" + "x" * 256, 0o755, ME) == errno.ENAMETOOLONG
+
+
+def test_wrong_mode_read_write_is_ebadf(fs):
+    write_file(fs, "/f", b"data")
+    ro = fs.open("/f", os.O_RDONLY, ME)
+    wo = fs.open("/f", os.O_WRONLY, ME)
+    assert errno_of(fs.write, "/f", b"x", 0, ro) == errno.EBADF
+    assert errno_of(fs.read, "/f", 4, 0, wo) == errno.EBADF
+    assert errno_of(fs.read, "/f", 4, 0, 999) == errno.EBADF
+    fs.release("/f", ro)
+    fs.release("/f", wo)
+
+
+def test_rmdir(fs, store):
+    fs.mkdir("/d", 0o755, ME)
+    write_file(fs, "/d/f", b"1")
+    assert errno_of(fs.rmdir, "/d") == errno.ENOTEMPTY
+    fs.unlink("/d/f")
+    fs.rmdir("/d")
+    assert store.keys() == []
+    assert errno_of(fs.getattr, "/d") == errno.ENOENT
+
+
+def test_rmdir_with_unflushed_child_is_enotempty(fs):
+    fs.mkdir("/d", 0o755, ME)
+    fh = fs.create("/d/new", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    assert errno_of(fs.rmdir, "/d") == errno.ENOTEMPTY
+    assert [n for n, _ in fs.readdir("/d")] == [".", "..", "new"]
+    fs.release("/d/new", fh)
+
+
+# --- data ---
+
+def test_random_writes_and_truncate(fs, store):
+    fh = fs.create("/f", 0o644, os.O_RDWR | os.O_CREAT, ME)
+    fs.write("/f", b"abcdef", 0, fh)
+    fs.write("/f", b"XY", 2, fh)
+    fs.write("/f", b"Z", 10, fh)  # leaves a hole
+    assert fs.getattr("/f")["st_size"] == 11
+    assert fs.getattr("/f", fh)["st_size"] == 11
+    fs.flush("/f", fh)
+    assert store.peek("f") == b"abXYef\0\0\0\0Z"
+    fs.truncate("/f", 3, fh)
+    fs.truncate("/f", 6, fh)
+    assert fs.read("/f", 100, 0, fh) == b"abX\0\0\0"
+    fs.release("/f", fh)
+    assert store.peek("f") == b"abX\0\0\0"
+    fs.truncate("/f", 2)  # path truncate of a closed file
+    assert store.peek("f") == b"ab"
+    assert fs.getattr("/f")["st_size"] == 2
+
+
+def test_edit_in_the_middle_of_existing_object(fs, store):
+    store.put("big", bytes(range(256)) * 4096, meta={"mode": "33188"})  # 1 MiB
+    fh = fs.open("/big", os.O_RDWR, ME)
+    fs.write("/big", b"!!!!", 500_000, fh)
+    fs.release("/big", fh)
+    expected = bytearray(bytes(range(256)) * 4096)
+    expected[500_000:500_004] = b"!!!!"
+    assert store.peek("big") == bytes(expected)
+
+
+def test_o_append_and_o_trunc(fs, store):
+    write_file(fs, "/log", b"one\n")
+    fh = fs.open("/log", os.O_WRONLY | os.O_APPEND, ME)
+    fs.write("/log", b"two\n", 0, fh)
+    fs.release("/log", fh)
+    assert store.peek("log") == b"one\ntwo\n"
+    fh = fs.open("/log", os.O_WRONLY | os.O_TRUNC, ME)
+    assert fs.getattr("/log")["st_size"] == 0
+    fs.release("/log", fh)
+    assert store.peek("log") == b""
+
+
+def test_open_file_reports_staged_attrs(fs, store, clock):
+    write_file(fs, "/f", b"12345")
+    fh = fs.open("/f", os.O_RDWR, ME)
+    clock.t += 100
+    fs.write("/f", b"more data", 5, fh)
+    st = fs.getattr("/f")
+    assert st["st_size"] == 14 and st["st_mtime"] == clock.t
+    assert store.head("f").size == 5  # not flushed yet
+    fs.release("/f", fh)
+    assert store.head("f").size == 14
+
+
+def test_partial_read_fetches_a_window_not_the_object(fs, store):
+    store.put("big", os.urandom(4 << 20), meta={})
+    fh = fs.open("/big", os.O_RDONLY, ME)
+    assert len(fs.read("/big", 100, 0, fh)) == 100
+    sf = fs._handle(fh).sf
+    assert sf.ranges.total() <= 256 * 1024
+    assert store.counts["GetObject"] == 1
+    fs.release("/big", fh)
+
+
+def test_staged_file_reused_when_etag_unchanged(fs, store):
+    data = os.urandom(300_000)
+    store.put("f", data, meta={})
+    assert read_file(fs, "/f") == data
+    gets = store.counts["GetObject"]
+    heads = store.counts["HeadObject"]
+    assert read_file(fs, "/f") == data
+    assert store.counts["GetObject"] == gets  # served from the staged copy
+    assert store.counts["HeadObject"] == heads + 1  # but open revalidated
+
+
+def test_multipart_upload_of_large_file(make_fs, store):
+    fs = make_fs(upload_threshold=200 * 1024)
+    data = os.urandom(350 * 1024)
+    write_file(fs, "/big", data)
+    assert store.peek("big") == data
+    assert store.head("big").etag.endswith("-4")
+    assert store.counts["InitiateMultipartUpload"] == 1
+    assert store.counts["UploadPart"] == 4
+    assert store.counts["CompleteMultipartUpload"] == 1
+    assert store.counts["PutObject"] == 0
+
+
+# --- durability ---
+
+def test_upload_failure_gives_eio_and_keeps_data(fs, store):
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"precious", 0, fh)
+    store.fail_next("PutObject", TransientError("server down"))
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    assert [r.key for r in fs.cache.dirty_entries()] == ["f"]
+    assert fs.status()["dirty"][0]["path"] == "/f"
+    fs.flush("/f", fh)  # the next flush sends it
+    assert store.peek("f") == b"precious"
+    assert fs.cache.dirty_entries() == []
+    fs.release("/f", fh)
+
+
+def test_failed_release_keeps_data_until_unmount(make_fs, store):
+    fs = make_fs()
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"keep me", 0, fh)
+    store.fail_next("PutObject", TransientError("down"), times=2)
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    fs.release("/f", fh)  # its upload fails too: the data stays dirty in the cache
+    assert "f" not in store.keys()
+    assert [r.key for r in fs.cache.dirty_entries()] == ["f"]
+    # A later open sees the unsent data, not the bucket.
+    assert read_file(fs, "/f") == b"keep me"
+    fs.destroy()
+    assert store.peek("f") == b"keep me"
+
+
+# --- rename ---
+
+def test_rename_directory_copies_server_side_and_keeps_metadata(fs, store):
+    fs.mkdir("/src", 0o700, ME)
+    fs.mkdir("/src/sub", 0o711, ME)
+    write_file(fs, "/src/a", b"A", mode=0o600)
+    write_file(fs, "/src/sub/b", b"B", mode=0o640)
+    fs.setxattr("/src/a", "user.k", b"v", 0)
+    before = {k: store.head(k).meta for k in store.keys()}
+    store.counts.clear()
+    fs.rename("/src", "/dst")
+    assert store.keys() == ["dst/", "dst/a", "dst/sub/", "dst/sub/b"]
+    assert store.counts["CopyObject"] == 4
+    assert store.counts["GetObject"] == 0 and store.counts["PutObject"] == 0
+    for k in store.keys():
+        assert store.head(k).meta == before["src/" + k[4:]]
+    assert fs.getxattr("/dst/a", "user.k") == b"v"
+    assert stat.S_IMODE(fs.getattr("/dst/sub/b")["st_mode"]) == 0o640
+    assert errno_of(fs.getattr, "/src") == errno.ENOENT
+    assert read_file(fs, "/dst/sub/b") == b"B"
+
+
+def test_rename_file_keeps_metadata_and_open_dirty_file_follows(fs, store):
+    write_file(fs, "/a", b"a", mode=0o604)
+    meta = store.head("a").meta
+    fs.rename("/a", "/b")
+    assert store.keys() == ["b"] and store.head("b").meta == meta
+    fh = fs.create("/c", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/c", b"unsent", 0, fh)
+    fs.rename("/c", "/d")
+    fs.write("/c", b"!", 6, fh)
+    fs.release("/c", fh)
+    assert store.peek("d") == b"unsent!"
+    assert "c" not in store.keys()
+
+
+def test_rename_errno_cases(fs, store):
+    fs.mkdir("/d1", 0o755, ME)
+    fs.mkdir("/d2", 0o755, ME)
+    fs.mkdir("/full", 0o755, ME)
+    write_file(fs, "/full/x", b"x")
+    write_file(fs, "/f", b"f")
+    write_file(fs, "/g", b"g")
+    assert errno_of(fs.rename, "/f", "/d1") == errno.EISDIR
+    assert errno_of(fs.rename, "/d1", "/f") == errno.ENOTDIR
+    assert errno_of(fs.rename, "/d1", "/full") == errno.ENOTEMPTY
+    assert errno_of(fs.rename, "/d1", "/d1/sub") == errno.EINVAL
+    assert errno_of(fs.rename, "/f", "/g", RENAME_NOREPLACE) == errno.EEXIST
+    assert errno_of(fs.rename, "/missing", "/h") == errno.ENOENT
+    fs.rename("/d1", "/d2")  # over an empty directory
+    assert "d1/" not in store.keys() and "d2/" in store.keys()
+    fs.rename("/f", "/g")  # over a file
+    assert store.peek("g") == b"f" and "f" not in store.keys()
+
+
+# --- consistency ---
+
+def test_close_to_open_between_two_mounts(make_fs, store):
+    a, b = make_fs(name="a"), make_fs(name="b")
+    write_file(a, "/f", b"v1")
+    assert read_file(b, "/f") == b"v1"
+    write_file(a, "/f", b"version 2")
+    assert read_file(b, "/f") == b"version 2"  # open revalidates, never trusts the caches
+
+
+def test_stat_cache_expiry(make_fs, store, clock):
+    a, b = make_fs(name="a", stat_cache_expire=60), make_fs(name="b", stat_cache_expire=60)
+    write_file(a, "/f", b"v1")
+    assert b.getattr("/f")["st_size"] == 2
+    write_file(a, "/f", b"longer")
+    heads = store.counts["HeadObject"]
+    assert b.getattr("/f")["st_size"] == 2  # cached
+    assert store.counts["HeadObject"] == heads
+    clock.t += 61
+    assert b.getattr("/f")["st_size"] == 6
+
+
+@pytest.mark.parametrize("neg_cache", [True, False])
+def test_negative_cache(make_fs, store, clock, neg_cache):
+    a, b = make_fs(name="a"), make_fs(name="b", neg_cache=neg_cache)
+    assert errno_of(b.getattr, "/f") == errno.ENOENT
+    write_file(a, "/f", b"x")
+    if neg_cache:
+        assert errno_of(b.getattr, "/f") == errno.ENOENT
+        clock.t += 901
+    assert b.getattr("/f")["st_size"] == 1
+    # Our own creation always clears the negative entry.
+    assert errno_of(b.getattr, "/g") == errno.ENOENT
+    write_file(b, "/g", b"yy")
+    assert b.getattr("/g")["st_size"] == 2
+
+
+# --- attributes ---
+
+def test_chmod_chown_copy_onto_itself(fs, store, clock):
+    write_file(fs, "/f", b"body")
+    etag = store.head("f").etag
+    clock.t += 5
+    store.counts.clear()
+    fs.chmod("/f", 0o600)
+    fs.chown("/f", 42, -1)
+    assert store.counts["CopyObject"] == 2 and store.counts["PutObject"] == 0
+    info = store.head("f")
+    assert info.meta["mode"] == str(stat.S_IFREG | 0o600)
+    assert info.meta["uid"] == "42" and info.meta["gid"] == "1000"
+    assert info.meta["ctime"] == str(int(clock.t))
+    assert info.etag == etag and store.peek("f") == b"body"
+    assert info.content_type == "application/octet-stream"
+
+
+def test_chmod_of_dirty_open_file_rides_with_the_upload(fs, store):
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"x", 0, fh)
+    fs.chmod("/f", 0o640)
+    assert store.counts["CopyObject"] == 0
+    assert stat.S_IMODE(fs.getattr("/f")["st_mode"]) == 0o640
+    fs.release("/f", fh)
+    assert store.head("f").meta["mode"] == str(stat.S_IFREG | 0o640)
+
+
+def test_chmod_of_implicit_directory_creates_marker(fs, store):
+    store.put("imp/x", b"1")
+    fs.chmod("/imp", 0o700)
+    info = store.head("imp/")
+    assert info.content_type == DIR_CONTENT_TYPE and info.meta["mode"] == str(stat.S_IFDIR | 0o700)
+    assert errno_of(fs.chmod, "/", 0o777) == errno.EPERM
+
+
+def test_xattrs(fs, store, make_fs):
+    write_file(fs, "/f", b"x")
+    assert errno_of(fs.getxattr, "/f", "user.a") == errno.ENODATA
+    assert errno_of(fs.setxattr, "/f", "user.a", b"1", XATTR_REPLACE) == errno.ENODATA
+    fs.setxattr("/f", "user.a", b"1", XATTR_CREATE)
+    assert errno_of(fs.setxattr, "/f", "user.a", b"2", XATTR_CREATE) == errno.EEXIST
+    fs.setxattr("/f", "user.a", b"\x00\xff", XATTR_REPLACE)
+    fs.setxattr("/f", "user.b", b"", 0)
+    assert fs.getxattr("/f", "user.a") == b"\x00\xff"
+    assert fs.listxattr("/f") == ["user.a", "user.b"]
+    assert "xattr" in store.head("f").meta
+    fs.removexattr("/f", "user.a")
+    fs.removexattr("/f", "user.b")
+    assert errno_of(fs.removexattr, "/f", "user.b") == errno.ENODATA
+    assert "xattr" not in store.head("f").meta
+    off = make_fs(name="off", xattr=False)
+    assert errno_of(off.getxattr, "/f", "user.a") == errno.ENOTSUP
+    assert errno_of(off.setxattr, "/f", "user.a", b"1", 0) == errno.ENOTSUP
+    assert errno_of(off.listxattr, "/f") == errno.ENOTSUP
+
+
+def test_objects_without_headers_get_defaults(make_fs, store):
+    store.put("plain", b"abc")
+    store.put("dir/", b"", content_type=DIR_CONTENT_TYPE)
+    fs = make_fs(default_file_mode=0o640, default_dir_mode=0o750)
+    st = fs.getattr("/plain")
+    assert st["st_mode"] == stat.S_IFREG | 0o640
+    assert (st["st_uid"], st["st_gid"]) == (os.getuid(), os.getgid())
+    assert fs.getattr("/dir")["st_mode"] == stat.S_IFDIR | 0o750
+    forced = make_fs(name="forced", uid=123, gid=456, umask=0o027)
+    st = forced.getattr("/plain")
+    assert (st["st_uid"], st["st_gid"], st["st_mode"]) == (123, 456, stat.S_IFREG | 0o640)
+
+
+def test_mountpoint_mode(make_fs):
+    assert make_fs(name="a").getattr("/")["st_mode"] == stat.S_IFDIR | 0o755
+    fs = make_fs(name="b", mp_umask=0o022, explicit=frozenset({"mp_umask"}))
+    assert fs.getattr("/")["st_mode"] == stat.S_IFDIR | 0o755
+    fs = make_fs(name="c", mp_umask=0o077, explicit=frozenset({"mp_umask"}))
+    assert fs.getattr("/")["st_mode"] == stat.S_IFDIR | 0o700
+
+
+def test_access(fs):
+    write_file(fs, "/f", b"x", mode=0o640)
+    fs.access("/f", os.R_OK | os.W_OK, ME)
+    assert errno_of(fs.access, "/f", os.X_OK, ME) == errno.EACCES
+    fs.access("/f", os.F_OK, OTHER)
+    assert errno_of(fs.access, "/f", os.R_OK, OTHER) == errno.EACCES
+    fs.access("/f", os.R_OK, Ctx(2000, 1000, 0))  # group member
+    fs.access("/f", os.R_OK | os.W_OK, ROOT)
+    assert errno_of(fs.access, "/f", os.X_OK, ROOT) == errno.EACCES
+    assert errno_of(fs.access, "/nope", os.F_OK, ME) == errno.ENOENT
+
+
+# --- special files ---
+
+def test_symlinks_body_and_meta_forms(fs, store):
+    fs.symlink("/l", "target/file", ME)
+    assert store.peek("l") == b"target/file"
+    assert store.head("l").meta["mode"] == str(stat.S_IFLNK | 0o777)
+    assert fs.readlink("/l") == "target/file"
+    assert fs.getattr("/l")["st_size"] == len("target/file")
+    store.put("m", b"", meta={"mode": str(stat.S_IFLNK | 0o777), "symlink-target": encode_symlink_target("x y")})
+    assert fs.readlink("/m") == "x y"
+
+
+def test_mknod_fifo_and_socket(fs, store):
+    fs.mknod("/p", stat.S_IFIFO | 0o600, 0, ME)
+    fs.mknod("/s", stat.S_IFSOCK | 0o600, 0, ME)
+    fs.mknod("/r", stat.S_IFREG | 0o600, 0, ME)
+    assert store.head("p").meta["mode"] == str(stat.S_IFIFO | 0o600)
+    assert store.peek("p") == b""
+    assert stat.S_ISFIFO(fs.getattr("/p")["st_mode"])
+    assert stat.S_ISSOCK(fs.getattr("/s")["st_mode"])
+    assert stat.S_ISREG(fs.getattr("/r")["st_mode"])
+
+
+def test_statfs(fs):
+    st = fs.statfs("/")
+    assert st["f_bsize"] == 4096 and st["f_blocks"] >= 1 << 40 and st["f_bavail"] == st["f_bfree"]
+
+
+# --- listings ---
+
+def test_implicit_and_legacy_directories(fs, store):
+    store.put("implicit/child", b"1")
+    store.put("marker/", b"", content_type="application/x-directory")
+    store.put("httpd/", b"", content_type="httpd/unix-directory")
+    store.put("legacy", b"")
+    store.put("legacy/child", b"1")
+    store.put("hadoop_$folder$", b"")
+    store.put("file", b"abc")
+    store.put("both", b"xyz")          # non-empty file and a directory of the same name:
+    store.put("both/hidden", b"1")     # the file wins
+    store.put("empty", b"")
+    entries = dict(fs.readdir("/"))
+    assert set(entries) == {".", "..", "implicit", "marker", "httpd", "legacy", "hadoop", "file", "both",
+                            "empty"}
+    dirs = {n for n, st in entries.items() if st and stat.S_ISDIR(st["st_mode"])}
+    assert dirs == {".", "implicit", "marker", "httpd", "legacy", "hadoop"}
+    for name in dirs - {"."}:
+        assert stat.S_ISDIR(fs.getattr("/" + name)["st_mode"]), name
+    assert stat.S_ISREG(fs.getattr("/both")["st_mode"])
+    assert stat.S_ISREG(fs.getattr("/empty")["st_mode"])
+    assert [n for n, _ in fs.readdir("/legacy")] == [".", "..", "child"]
+    assert [n for n, _ in fs.readdir("/hadoop")] == [".", ".."]
+    fs.rmdir("/hadoop")
+    assert "hadoop_$folder$" not in store.keys()
+    fs.unlink("/implicit/child")
+    assert errno_of(fs.getattr, "/implicit") == errno.ENOENT  # an implicit dir vanishes with its last child
+
+
+def test_readdir_paginates_and_caches_heads(make_fs, store):
+    fs = make_fs(list_object_max_keys=7)
+    for i in range(30):
+        store.put("d/f%02d" % i, b"x" * i, meta={"mode": "33152"})
+    names = [n for n, _ in fs.readdir("/d")]
+    assert names == [".", ".."] + ["f%02d" % i for i in range(30)]
+    assert all(st["st_mode"] == 33152 for n, st in fs.readdir("/d")[2:])
+    heads = store.counts["HeadObject"]
+    fs.readdir("/d")  # unchanged objects: no HEAD again
+    assert store.counts["HeadObject"] == heads
+
+
+def test_destroy_uploads_open_dirty_files(make_fs, store):
+    fs = make_fs()
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"unmount", 0, fh)
+    fs.destroy()
+    assert store.peek("f") == b"unmount"
