@@ -37,7 +37,7 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 from urllib.parse import quote, quote_plus, unquote
 
 from ossfs.server import auth_s3, httputil

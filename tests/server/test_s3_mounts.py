@@ -183,7 +183,8 @@ def test_s3fs_refused_with_wrong_secret(server, tmp_path):
     passwd.write_text("%s:%s\n" % (server.access_key_id, "wrong-secret"))
     passwd.chmod(0o600)
     cmd = ["s3fs", server.bucket, str(mnt), "-f", "-o",
-           "url=%s,use_path_request_style,passwd_file=%s,sigv4,endpoint=us-east-1,retries=1" % (server.endpoint, passwd)]
+           "url=%s,use_path_request_style,passwd_file=%s,sigv4,endpoint=us-east-1,retries=1"
+           % (server.endpoint, passwd)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=30)
