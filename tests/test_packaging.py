@@ -342,3 +342,31 @@ def test_rpm_file_list_and_requires(tree, version):
     provides = run(["rpm", "-qp", "--provides", str(rpm)]).stdout
     assert "oss2" not in provides and "python3dist" not in provides
     assert not [r for r in requires if "oss2" in r or "mfusepy" in r or "pycryptodome" in r]
+
+
+HELPER = os.path.join(REPO, "packaging", "mount.fuse.ossfs")
+
+
+def test_mount_helper_passes_ossfs_options_and_drops_mount_ones(tmp_path):
+    # -f (fake, as mount -f passes it) -v: print what would run, run nothing.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "ossfs").write_text("#!/bin/sh\nexit 99\n")
+    (fake_bin / "ossfs").chmod(0o755)
+    env = {"PATH": "%s:/usr/bin:/bin" % fake_bin}
+    p = run([HELPER, "ossfs#my-bucket:/photos", "/mnt/x", "-s", "-f", "-n", "-v", "-o",
+             "rw,_netdev,nofail,auto,noauto,user,users,nouser,defaults,comment=systemd.x,x-systemd.automount,"
+             "allow_other,url=http://127.0.0.1:9/,passwd_file=/etc/passwd-ossfs", "-t", "fuse.ossfs"], env=env)
+    assert p.stderr.strip() == ("mount.fuse.ossfs: running %s/ossfs my-bucket:/photos /mnt/x -o rw,allow_other,"
+                                "url=http://127.0.0.1:9/,passwd_file=/etc/passwd-ossfs" % fake_bin)
+    p = run([HELPER, "b", "/mnt/x", "-f", "-v", "-o", "setuid=nobody,_netdev"], env=env)
+    assert p.stderr.strip() == "mount.fuse.ossfs: running as nobody: %s/ossfs b /mnt/x" % fake_bin
+    # Without -f the helper runs ossfs and passes on its exit status.
+    assert run([HELPER, "b", "/mnt/x", "-o", "url=u"], env=env, check=False).returncode == 99
+
+
+def test_mount_helper_errors_are_one_line(tmp_path):
+    p = run([HELPER, "b", "/mnt/x", "--bogus"], check=False, env={"PATH": "/usr/bin:/bin"})
+    assert (p.returncode, p.stderr) == (1, "mount.fuse.ossfs: unexpected argument '--bogus'\n")
+    p = run([HELPER, "b"], check=False, env={"PATH": "/usr/bin:/bin"})
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "usage" in p.stderr

@@ -5,36 +5,19 @@ Usage: python3 make_man.py SOURCE_TREE            (ossfs.1)
 
 The OPTIONS section comes from the option table in ossfs/config.py through
 ``config.options_man()`` (roff ``.TP`` entries), so the page lists exactly the options
-``ossfs`` accepts.  A tree whose config.py has no ``options_man()`` yet gets the text of
-``ossfs --help`` instead.  Anything else is an error: a man page without options is not
-worth shipping.
+``ossfs`` accepts.  ossfs-server(1) is made from the server's argument parser.
 """
 import datetime
-import importlib
 import os
-import subprocess
 import sys
 
 
 def options_section(tree):
     sys.path.insert(0, tree)
-    try:
-        config = importlib.import_module("ossfs.config")
-    except ImportError as e:
-        config = None
-        why = str(e)
-    if config is not None and hasattr(config, "options_man"):
-        return config.options_man().strip() + "\n"
-    if config is not None:
-        why = "ossfs/config.py has no options_man()"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    run = subprocess.run([sys.executable, "-m", "ossfs.cli", "--help"], cwd=tree, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if run.returncode != 0 or not run.stdout.strip():
-        sys.exit("make_man: cannot list the options (%s; ossfs --help failed: %s)"
-                 % (why, (run.stderr.strip().splitlines() or ["no output"])[-1]))
-    text = run.stdout.replace("\\", "\\e").replace("\n.", "\n\\&.").replace("\n'", "\n\\&'")
-    return ".nf\n" + text.rstrip() + "\n.fi\n"
+    from ossfs import config
+    if not hasattr(config, "options_man"):
+        sys.exit("make_man: ossfs/config.py has no options_man(): cannot list the options")
+    return config.options_man().strip() + "\n"
 
 
 def server_usage(tree):
