@@ -142,6 +142,8 @@ class FuseOperations(mfusepy.Operations):
         self.fs = fs
         self.kernel = kernel
         self._on_ready = on_ready
+        self.initialized = False  # FUSE init ran: the kernel accepted the mount
+        self.destroyed = False    # destroy ran: unmounted and dirty data handed to the core
         self._dir_lock = threading.Lock()
         self._dir_ids = itertools.count(1)
         self._listings: dict = {}  # GUARDED_BY(_dir_lock): directory handle -> [(name, attrs)]
@@ -166,6 +168,7 @@ class FuseOperations(mfusepy.Operations):
             conn.max_read = self.kernel.max_request
             conn.max_readahead = max(conn.max_readahead, self.kernel.max_request)
         self.fs.init()
+        self.initialized = True
         log.info("mounted (kernel attribute cache %.1fs, requests up to %d KiB)",
                  self.kernel.attr_timeout, self.kernel.max_request >> 10)
         if self._on_ready is not None:
@@ -173,7 +176,10 @@ class FuseOperations(mfusepy.Operations):
 
     @_fs_call
     def destroy(self, path):
-        self.fs.destroy()
+        try:
+            self.fs.destroy()
+        finally:
+            self.destroyed = True
 
     # -- metadata --------------------------------------------------------------
 
@@ -401,8 +407,17 @@ def run_fuse(operations: FuseOperations, mountpoint: str, *, options: dict,
     is signalled.  Returns after ``destroy``; raises ``RuntimeError`` if libfuse
     could not mount."""
     logging.getLogger("mfusepy").setLevel(logging.DEBUG if fuse_debug else logging.WARNING)
-    _Fuse(operations, mountpoint, foreground=True, nothreads=single_thread, debug=fuse_debug,
-          raw_fi=False, **options)
+    try:
+        _Fuse(operations, mountpoint, foreground=True, nothreads=single_thread, debug=fuse_debug,
+              raw_fi=False, **options)
+    except RuntimeError:
+        # libfuse reports "error in the event loop" (8) when SIGINT/SIGTERM/SIGHUP
+        # ended it; that is the normal way to stop a mount once it was unmounted
+        # cleanly and destroy() ran.
+        if operations.initialized and operations.destroyed:
+            log.info("stopped by a signal; unmounted cleanly")
+            return
+        raise
 
 
 __all__ = ["FuseOperations", "KernelSettings", "fuse_options", "run_fuse", "libfuse_version",

@@ -468,6 +468,8 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
         run_fuse(operations, config.mountpoint, options=options, single_thread=bool(config.single_thread),
                  fuse_debug=config.debug >= 2)
     except RuntimeError as exc:
+        if operations.initialized:
+            raise UserError("the mount of %s ended with a libfuse error (%s)" % (config.mountpoint, exc)) from None
         notifier.fail("cannot mount %s: libfuse failed (%s)" % (config.mountpoint, exc))
         raise UserError("cannot mount %s: libfuse failed (%s)" % (config.mountpoint, exc)) from None
     finally:

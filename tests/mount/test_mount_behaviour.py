@@ -163,7 +163,7 @@ def test_debug_logs_and_ps_hide_the_secret(mounter):
     with open(m.p("dbg.txt"), "w") as f:
         f.write("some data")
     assert os.listdir(m.path) == ["dbg.txt"]
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert m.path in ps  # the daemon is there...
     assert m.server.access_key_secret not in ps  # ...without the secret
     m.unmount()
@@ -192,8 +192,8 @@ def test_foreground_mount_and_sigint(mounter):
         with open(m.p("fg.txt"), "w") as f:
             f.write("foreground")
         proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-        assert proc.returncode == 0
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
         assert not is_mounted(m.path)
         assert m.server.oss_bucket().get_object("fg.txt").read() == b"foreground"
     finally:
