@@ -395,7 +395,8 @@ class StagedFile:
                 if not self.rec.dirty:
                     return None
                 size = self.rec.size
-            self._fetch_locked(0, size)  # every byte must be local (pinned to the base version)
+            for start, end in self._bytes_to_send(size):
+                self._fetch_locked(start, end)  # pinned to the base version
             with self.lock:
                 rec = self.rec
                 key, meta, ctype = rec.key, dict(rec.meta), rec.content_type
@@ -416,6 +417,7 @@ class StagedFile:
                         raise
                     # The base object changed under us; every byte is local, send them all.
                     log.info("upload of %r: base object changed, sending the whole file", key)
+                    self._fetch_locked(0, size)
                     with self.lock:
                         checkpoint = UploadCheckpoint(**self.rec.checkpoint) if self.rec.checkpoint else None
                     info = self.cache.uploader.upload(
@@ -433,6 +435,24 @@ class StagedFile:
                 self.ranges = RangeSet([(0, size)])
                 self.persist()
             return info
+
+    def _bytes_to_send(self, size: int) -> list:
+        """Ranges the upload reads from the staged file: everything, except the parts a
+        multipart upload copies server-side from the base object (wholly clean parts
+        inside it), so that appending to a large object downloads nothing."""
+        up = self.cache.uploader
+        with self.lock:
+            if self.rec.etag is None or self.dirty_ranges is None or size < up.multipart_threshold:
+                return [(0, size)]
+            limit = self.rec.fetch_limit
+            out = []
+            part = up.part_size_for(size)
+            for start in range(0, size, part):
+                end = min(start + part, size)
+                if end <= limit and self.dirty_ranges.missing(start, end) == [(start, end)]:
+                    continue  # copied server-side
+                out.append((start, end))
+            return out
 
     def _on_checkpoint(self, cp: UploadCheckpoint) -> None:
         with self.lock:

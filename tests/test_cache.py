@@ -1,0 +1,264 @@
+"""Staged files: range sets, the durable index, eviction, ENOSPC, uploads."""
+import collections
+import errno
+import os
+import stat
+import time
+
+import pytest
+
+from ossfs.cache import Cache, RangeSet, mount_cache_dir
+from ossfs.errors import FsError, TransientError
+from ossfs.store_mem import MemoryStore
+from ossfs.transfer import Downloader, Uploader
+
+KB = 1024
+Usage = collections.namedtuple("Usage", "total used free")
+
+
+def plenty(_path):
+    return Usage(1 << 40, 0, 1 << 40)
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+def make_cache(directory, store, **kw):
+    kw.setdefault("background_fill", False)
+    kw.setdefault("disk_usage", plenty)
+    kw.setdefault("uploader", Uploader(store, multipart_threshold=200 * KB, part_size=100 * KB, parallel=2))
+    kw.setdefault("downloader", Downloader(store, parallel=2, chunk_size=64 * KB))
+    return Cache(str(directory), store, **kw)
+
+
+def test_rangeset():
+    r = RangeSet()
+    r.add(10, 20)
+    r.add(30, 40)
+    assert r.missing(0, 50) == [(0, 10), (20, 30), (40, 50)]
+    r.add(15, 35)
+    assert r.as_list() == [[10, 40]]
+    r.add(40, 45)
+    r.add(0, 5)
+    assert r.as_list() == [[0, 5], [10, 45]]
+    assert r.missing(3, 12) == [(5, 10)]
+    assert r.total() == 40
+    r.clip(12)
+    assert r.as_list() == [[0, 5], [10, 12]]
+    assert r.missing(0, 12) == [(5, 10)]
+    assert RangeSet([(5, 6), (1, 2)]).as_list() == [[1, 2], [5, 6]]
+
+
+def test_files_are_private_and_not_named_after_keys(tmp_path, store):
+    store.put("secret/name.txt", b"abc")
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("secret/name.txt", store.head("secret/name.txt"))
+    assert sf.read(0, 10) == b"abc"
+    assert stat.S_IMODE(os.stat(tmp_path / "c").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(sf.path).st_mode) == 0o600
+    assert "name" not in os.path.basename(sf.path) and len(os.path.basename(sf.path)) == 32
+    cache.release(sf)
+    cache.close()
+    a = mount_cache_dir("/r", "bkt", "")
+    b = mount_cache_dir("/r", "bkt", "sub/")
+    assert a != b and os.path.basename(a).startswith("bkt-")
+
+
+def test_index_survives_a_crash(tmp_path, store):
+    store.put("old", b"0123456789")
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("old", store.head("old"))
+    sf.write(2, b"XX")
+    sf.set_meta({"mode": "33188"}, "text/plain")
+    new = cache.open("new", None)
+    new.write(0, b"fresh")
+    new.set_meta({"mode": "33261"})
+    # kill -9: nothing closed, nothing uploaded.  A new mount opens the same directory.
+    again = make_cache(tmp_path / "c", store)
+    dirty = {r.key: r for r in again.dirty_entries()}
+    assert set(dirty) == {"old", "new"}
+    assert dirty["old"].etag == store.head("old").etag and dirty["old"].meta == {"mode": "33188"}
+    assert dirty["new"].etag is None and dirty["new"].meta == {"mode": "33261"}
+    assert again.upload_all() == []
+    assert store.peek("old") == b"01XX456789"
+    assert store.head("old").content_type == "text/plain"
+    assert store.peek("new") == b"fresh" and store.head("new").meta == {"mode": "33261"}
+    assert again.dirty_entries() == []
+    again.close()
+
+
+def test_clean_staged_file_reused_after_restart(tmp_path, store):
+    data = os.urandom(300 * KB)
+    store.put("f", data)
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    cache.release(sf)
+    cache.close()
+    gets = store.counts["GetObject"]
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    assert store.counts["GetObject"] == gets
+    cache.release(sf)
+    # A changed object is staged again.
+    store.put("f", b"new")
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, 100) == b"new"
+    cache.release(sf)
+    cache.close()
+
+
+def test_sequential_reader_grows_its_window(tmp_path, store):
+    data = os.urandom(4 << 20)
+    store.put("f", data)
+    cache = make_cache(tmp_path / "c", store, downloader=Downloader(store, parallel=1, chunk_size=64 << 20))
+    sf = cache.open("f", store.head("f"))
+    out = b"".join(sf.read(off, 64 * KB) for off in range(0, len(data), 64 * KB))
+    assert out == data
+    # 64 reads of 64 KiB; with a read-ahead window doubling up to 8 MiB, one GET per
+    # window: 128K, 256K, ... covers 4 MiB in a handful of rounds.
+    assert store.counts["GetObject"] <= 6
+    cache.release(sf)
+    cache.close()
+
+
+def test_background_fill_completes_the_file(tmp_path, store):
+    data = os.urandom(1 << 20)
+    store.put("f", data)
+    cache = make_cache(tmp_path / "c", store, background_fill=True)
+    sf = cache.open("f", store.head("f"))
+    deadline = time.monotonic() + 10
+    while not sf.complete() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sf.complete()
+    gets = store.counts["GetObject"]
+    assert sf.read(0, len(data)) == data
+    assert store.counts["GetObject"] == gets
+    cache.release(sf)
+    cache.close()
+
+
+def _stage(cache, store, key, size, clock):
+    store.put(key, os.urandom(size))
+    sf = cache.open(key, store.head(key))
+    sf.read(0, size)
+    clock[0] += 1
+    return sf
+
+
+def test_eviction_is_lru_and_spares_dirty_and_open(tmp_path, store):
+    clock = [1000.0]
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1, clock=lambda: clock[0])
+    a = _stage(cache, store, "a", 300 * KB, clock)
+    cache.release(a)
+    b = _stage(cache, store, "b", 300 * KB, clock)
+    cache.release(b)
+    o = _stage(cache, store, "open", 100 * KB, clock)       # stays open
+    d = cache.open("dirty", None)
+    d.write(0, b"x" * (100 * KB))
+    store.fail_next("PutObject", TransientError("down"))
+    with pytest.raises(TransientError):
+        d.upload()
+    cache.release(d)                                          # closed, dirty
+    c = _stage(cache, store, "c", 300 * KB, clock)           # needs room: "a" (oldest) goes
+    keys = {r.key for r in cache._records.values()}
+    assert "a" not in keys and {"b", "open", "dirty", "c"} <= keys
+    cache.release(c)
+    e = _stage(cache, store, "e", 400 * KB, clock)           # "b" then "c" go; never open/dirty
+    keys = {r.key for r in cache._records.values()}
+    assert {"open", "dirty", "e"} <= keys and "b" not in keys
+    assert o.read(0, 10) and cache.dirty_record("dirty") is not None
+    for sf in (o, e):
+        cache.release(sf)
+    cache.close()
+
+
+def test_enospc_when_nothing_can_be_evicted(tmp_path, store):
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1)
+    sf = cache.open("f", None)
+    sf.write(0, b"a" * (900 * KB))
+    with pytest.raises(FsError) as info:
+        sf.write(900 * KB, b"b" * (200 * KB))
+    assert info.value.errno == errno.ENOSPC
+    assert sf.size == 900 * KB
+    assert sf.read(0, 1 << 20) == b"a" * (900 * KB)  # nothing already written is harmed
+    sf.write(0, b"c" * 10)  # overwriting staged bytes needs no room
+    sf.upload()
+    assert store.peek("f") == b"c" * 10 + b"a" * (900 * KB - 10)
+    cache.release(sf)
+    cache.close()
+
+
+def test_disk_free_limits_and_direct_reads(tmp_path, store):
+    store.put("f", b"z" * (200 * KB))
+    tight = lambda _p: Usage(100 << 20, 95 << 20, 5 << 20)  # 5% free, 10% must stay free
+    cache = make_cache(tmp_path / "c", store, disk_usage=tight)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(1000, 10) == b"z" * 10  # served from the store, not staged
+    assert sf.ranges.total() == 0
+    with pytest.raises(FsError) as info:
+        sf.write(0, b"y")
+    assert info.value.errno == errno.ENOSPC
+    cache.release(sf)
+    cache.close()
+    cache = make_cache(tmp_path / "c", store, disk_usage=lambda _p: Usage(100 << 20, 0, 50 << 20),
+                       free_space_ratio=0, ensure_diskfree_mb=60)
+    sf = cache.open("g", None)
+    with pytest.raises(FsError):
+        sf.write(0, b"y")
+    cache.release(sf)
+    cache.close()
+
+
+def test_failed_multipart_upload_resumes_from_checkpoint(tmp_path, store):
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("big", None)
+    data = os.urandom(450 * KB)
+    sf.write(0, data)
+    store.fail_next("CompleteMultipartUpload", TransientError("down"))
+    with pytest.raises(TransientError):
+        sf.upload()
+    rec = cache.dirty_record("big") or sf.rec
+    assert rec.checkpoint is not None and len(rec.checkpoint["parts"]) == 5
+    parts = store.counts["UploadPart"]
+    cache.release(sf)
+    cache.close()
+    again = make_cache(tmp_path / "c", store)  # even across a restart
+    assert again.upload_all() == []
+    assert store.counts["UploadPart"] == parts  # no part sent twice
+    assert store.peek("big") == data
+    again.close()
+
+
+def test_append_to_large_object_copies_unchanged_parts(tmp_path, store):
+    data = os.urandom(500 * KB)
+    cache = make_cache(tmp_path / "c", store)
+    store.put("log", data)
+    sf = cache.open("log", store.head("log"))
+    sf.write(len(data), b"tail")
+    sf.upload()
+    assert store.peek("log") == data + b"tail"
+    # 6 parts of 100 KiB: the 5 untouched ones are copied server-side, nothing is downloaded.
+    assert store.counts["UploadPartCopy"] == 5 and store.counts["UploadPart"] == 1
+    assert store.counts["GetObject"] == 0
+    cache.release(sf)
+    cache.close()
+
+
+def test_del_cache_keeps_dirty_files(tmp_path, store):
+    store.put("clean", b"c")
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("clean", store.head("clean"))
+    sf.read(0, 1)
+    cache.release(sf)
+    d = cache.open("dirty", None)
+    d.write(0, b"d")
+    cache.release(d)
+    cache.close()
+    cache = make_cache(tmp_path / "c", store, del_cache=True)
+    assert [r.key for r in cache._records.values()] == ["dirty"]
+    assert len(os.listdir(tmp_path / "c" / "files")) == 1
+    cache.close()
