@@ -366,8 +366,16 @@ def _user_meta(req: S3Request) -> dict:
 
 
 def _std_headers(req: S3Request) -> dict:
-    return {n: req.header(n) for n in HEADER_NAMES if req.header(n) is not None
-            and not (n == "content-encoding" and req.header(n) == "aws-chunked")}
+    headers = {n: req.header(n) for n in HEADER_NAMES if req.header(n) is not None}
+    if "content-encoding" in headers:
+        # aws-chunked is transfer framing, not a property of the object: S3 strips it.
+        codings = [c.strip() for c in headers["content-encoding"].split(",")
+                   if c.strip() and c.strip().lower() != "aws-chunked"]
+        if codings:
+            headers["content-encoding"] = ",".join(codings)
+        else:
+            del headers["content-encoding"]
+    return headers
 
 
 def _content_type(req: S3Request) -> Optional[str]:

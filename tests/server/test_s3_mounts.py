@@ -81,6 +81,12 @@ def _mounted(cmd, mnt: str, log_path: str, env=None):
         _stop(proc)
 
 
+def _assert_all_supported(server) -> None:
+    """The tool used no request the S3 face answers 501 NotImplemented."""
+    counts = server.stats()["requests"]
+    assert counts.get("Unsupported", 0) == 0, counts
+
+
 def _meta(oss, key) -> dict:
     return {k.lower(): v for k, v in oss.head_object(key).headers.items()}
 
@@ -120,6 +126,7 @@ def test_s3fs_mount_write_read_list_rename_chmod_delete(server, oss, tmp_path):
         with open(os.path.join(mnt, "small.txt"), "wb") as f:
             f.write(b"hello from s3fs\n")
         os.chmod(os.path.join(mnt, "small.txt"), 0o644)
+        _assert_all_supported(server)
         server.reset_stats()
         with open(os.path.join(mnt, "big.bin"), "wb") as f:
             for i in range(0, len(big), 4 * MiB):
@@ -147,6 +154,7 @@ def test_s3fs_mount_write_read_list_rename_chmod_delete(server, oss, tmp_path):
         assert dir_meta["content-type"] == "application/x-directory"
         assert oss.get_object("dir/inner").read() == b"inner"
 
+        _assert_all_supported(server)
         server.reset_stats()
         os.rename(os.path.join(mnt, "small.txt"), os.path.join(mnt, "renamed.txt"))
         counts = server.stats()["requests"]
@@ -163,6 +171,7 @@ def test_s3fs_mount_write_read_list_rename_chmod_delete(server, oss, tmp_path):
         os.unlink(os.path.join(mnt, "big.bin"))
         assert not _exists(oss, "dir/") and not _exists(oss, "dir/inner") and not _exists(oss, "big.bin")
         assert sorted(os.listdir(mnt)) == ["from-oss.txt", "renamed.txt"]
+        _assert_all_supported(server)
     assert not os.path.ismount(str(tmp_path / "s3fs-mnt"))
 
 
@@ -174,6 +183,7 @@ def test_s3fs_with_signature_version_2(server, oss, tmp_path):
         assert os.listdir(mnt) == ["v2.txt"]
     assert oss.get_object("v2.txt").read() == b"signed the old way\n"
     assert int(_meta(oss, "v2.txt")["x-oss-meta-mode"]) == stat.S_IFREG | 0o640
+    _assert_all_supported(server)
 
 
 def test_s3fs_refused_with_wrong_secret(server, tmp_path):
@@ -251,6 +261,7 @@ def test_rclone_copy_lsl_moveto_delete(server, oss, tmp_path):
 
     _rclone(env, "delete", remote)
     assert [o.key for o in oss2.ObjectIterator(oss, prefix="rc/")] == []
+    _assert_all_supported(server)
 
 
 def test_rclone_mount_vfs_cache_full(server, oss, tmp_path):
@@ -281,4 +292,5 @@ def test_rclone_mount_vfs_cache_full(server, oss, tmp_path):
         os.unlink(os.path.join(m, "pre", "r.bin"))
         _wait_for(lambda: not _exists(oss, "pre/r.bin"), 20, "rclone to delete")
         assert os.listdir(os.path.join(m, "pre")) == ["existing.txt"]
+        _assert_all_supported(server)
     assert not os.path.ismount(str(mnt))
