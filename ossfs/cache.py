@@ -476,6 +476,7 @@ class StagedFile:
                 self.persist()
 
     def close_fd(self) -> None:
+        """Close the fd at unmount, whatever the handle count."""
         self.closing = True
         with self.io_lock:
             if self.fd is not None:
@@ -625,12 +626,11 @@ class Cache:
                 sf = StagedFile(self, rec)
                 self._records[rec.file_id] = rec
                 self._open[key] = sf
-            if sf.rec.open_count == 0:
-                self._live[sf.rec.file_id] = sf
+            self._live[sf.rec.file_id] = sf
             sf.rec.open_count += 1
             sf.rec.last_use = self.clock()
-            new = sf.fd is None
         with sf.io_lock:
+            new = sf.fd is None
             sf.closing = False
             sf._open_fd()
         if info is None and not sf.dirty:
@@ -675,21 +675,35 @@ class Cache:
 
     def release(self, sf: StagedFile) -> int:
         """One handle fewer; at the last one the fd is closed, and a detached file
-        (unlinked, or superseded by a newer version) is deleted.  Returns the count."""
+        (unlinked, or superseded by a newer version) is deleted.  Returns the count.
+
+        The file stays registered until its fd is closed and its record saved, so an
+        open() racing with the last release shares it (and keeps it open) instead of
+        building a second StagedFile over the same record."""
         with self._lock:
             sf.rec.open_count -= 1
             remaining = sf.rec.open_count
-            if remaining == 0:
-                self._live.pop(sf.rec.file_id, None)
-                if self._open.get(sf.key) is sf:
-                    del self._open[sf.key]
-        if remaining == 0:
-            sf.close_fd()
-            if sf.detached:
-                self._forget(sf.rec)
-            else:
-                sf.persist()
-        return remaining
+        if remaining:
+            return remaining
+        with sf.io_lock:
+            with self._lock:
+                if sf.rec.open_count:
+                    return sf.rec.open_count  # reopened meanwhile
+            sf.closing = True
+            if sf.fd is not None:
+                os.close(sf.fd)
+                sf.fd = None
+        if not sf.detached:
+            sf.persist()
+        with self._lock:
+            if sf.rec.open_count:
+                return sf.rec.open_count
+            self._live.pop(sf.rec.file_id, None)
+            if self._open.get(sf.key) is sf:
+                del self._open[sf.key]
+        if sf.detached:
+            self._forget(sf.rec)
+        return 0
 
     def rekey(self, sf: StagedFile, new_key: str) -> None:
         """Point ``sf`` (open) at ``new_key`` after a rename."""

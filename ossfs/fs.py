@@ -635,7 +635,7 @@ class FileSystem:
             try:
                 info = self.store.copy(okey, nkey, meta=None)
             except NotFound:
-                if sf is None:
+                if sf is None and self.cache.dirty_record(okey) is None:
                     raise FsError(errno.ENOENT)
         if sf is not None:
             if sf.dirty:
