@@ -546,3 +546,38 @@ def test_destroy_uploads_open_dirty_files(make_fs, store):
     fs.write("/f", b"unmount", 0, fh)
     fs.destroy()
     assert store.peek("f") == b"unmount"
+
+
+# --- the same core over the real store and the bundled server ---
+
+def test_core_over_oss_store_and_server(oss_server_session, make_fs):
+    import uuid
+
+    from tests.test_store_contract import make_oss_store
+    st = make_oss_store(oss_server_session, prefix="core-%s/" % uuid.uuid4().hex[:12])
+    a = make_fs(st=st, name="oss-a", upload_threshold=200 * 1024)
+    b = make_fs(st=st, name="oss-b")
+    a.mkdir("/dir", 0o750, ME)
+    big = os.urandom(450 * 1024)
+    write_file(a, "/dir/big", big, mode=0o600)          # multipart
+    write_file(a, "/dir/small.txt", b"small")           # single PUT
+    a.setxattr("/dir/small.txt", "user.tag", b"\x01\x02", XATTR_CREATE)
+    a.chmod("/dir/small.txt", 0o604)
+    a.rename("/dir", "/moved")
+    assert [n for n, _ in b.readdir("/moved")] == [".", "..", "big", "small.txt"]
+    assert read_file(b, "/moved/big") == big
+    st_small = b.getattr("/moved/small.txt")
+    assert st_small["st_mode"] == stat.S_IFREG | 0o604 and st_small["st_uid"] == ME.uid
+    assert b.getxattr("/moved/small.txt", "user.tag") == b"\x01\x02"
+    assert stat.S_IMODE(b.getattr("/moved")["st_mode"]) == 0o750
+    fh = b.open("/moved/big", os.O_RDWR, ME)
+    b.write("/moved/big", b"edit", 1000, fh)
+    b.release("/moved/big", fh)
+    expected = bytearray(big)
+    expected[1000:1004] = b"edit"
+    assert read_file(a, "/moved/big") == bytes(expected)  # close-to-open across mounts
+    assert errno_of(a.rmdir, "/moved") == errno.ENOTEMPTY
+    a.unlink("/moved/big")
+    a.unlink("/moved/small.txt")
+    a.rmdir("/moved")
+    assert [n for n, _ in a.readdir("/")] == [".", ".."]
