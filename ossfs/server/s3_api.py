@@ -283,14 +283,16 @@ def _body_reader(req: S3Request):
 
 def _read_small_body(req: S3Request) -> bytes:
     reader, length = _body_reader(req)
-    if length > MAX_XML_BODY:
+    if length is not None and length > MAX_XML_BODY:
         raise S3Error("EntityTooLarge", 400, "The XML body is too large.")
     data = bytearray()
-    for _ in range(length + 2):
+    while True:
         chunk = reader.read(65536)
         if not chunk:
             break
         data += chunk
+        if len(data) > MAX_XML_BODY:
+            raise S3Error("EntityTooLarge", 400, "The XML body is too large.")
     md5 = req.header("Content-MD5")
     if md5:
         if base64.b64encode(hashlib.md5(bytes(data)).digest()).decode() != md5.strip():
