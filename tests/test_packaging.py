@@ -117,16 +117,17 @@ def test_deb_name_metadata_and_contents(deb, version):
         files.add(name[1:].rstrip("/") or "/")
     for f in ["/usr/bin/ossfs", "/usr/bin/ossfs-server", "/sbin/mount.fuse.ossfs",
               "/usr/share/man/man1/ossfs.1.gz", "/usr/share/man/man1/ossfs-server.1.gz",
+              "/usr/share/man/man8/mount.fuse.ossfs.8.gz",
               "/usr/share/doc/ossfs/passwd-ossfs.example", "/usr/share/doc/ossfs/README.Debian",
               "/usr/share/doc/ossfs/copyright", "/usr/share/doc/ossfs/mnt-oss.mount",
               SITE + "/ossfs/cli.py", SITE + "/ossfs/server/__main__.py", SITE + "/oss2/__init__.py",
               SITE + "/mfusepy.py", SITE + "/Crypto/Cipher/AES.py", SITE + "/aliyunsdkcore/__init__.py"]:
         assert f in files, f
     allowed = ("/usr/lib/ossfs", "/usr/bin/ossfs", "/sbin/mount.fuse.ossfs", "/usr/share/man/man1/ossfs",
-               "/usr/share/doc/ossfs")
+               "/usr/share/man/man8/mount.fuse.ossfs", "/usr/share/doc/ossfs")
     strays = [f for f in files if not f.startswith(allowed)
               and f not in ("/", "/usr", "/usr/bin", "/sbin", "/usr/lib", "/usr/share", "/usr/share/man",
-                            "/usr/share/man/man1", "/usr/share/doc")]
+                            "/usr/share/man/man1", "/usr/share/man/man8", "/usr/share/doc")]
     assert strays == []
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     assert not [f for f in files if f.startswith("/etc")], "no real /etc/passwd-ossfs is shipped"
@@ -160,6 +161,8 @@ def test_man_page_lists_every_option(installed):
     assert run(["man", "-w", "ossfs"], env=SYSTEM_ENV).stdout.strip() == "/usr/share/man/man1/ossfs.1.gz"
     assert run(["man", "-w", "ossfs-server"], env=SYSTEM_ENV).stdout.strip() == \
         "/usr/share/man/man1/ossfs-server.1.gz"
+    assert run(["man", "-w", "mount.fuse.ossfs"], env=SYSTEM_ENV).stdout.strip() == \
+        "/usr/share/man/man8/mount.fuse.ossfs.8.gz"
     rendered = run(["man", "ossfs"], env=dict(SYSTEM_ENV, MANWIDTH="200", MAN_KEEP_FORMATTING="0")).stdout
     rendered = re.sub(r".\x08", "", rendered)
     table = run(["/usr/bin/python3", "-s", "-c",
@@ -325,13 +328,14 @@ def test_rpm_file_list_and_requires(tree, version):
     files = set(run(["rpm", "-qlp", str(rpm)]).stdout.split())
     for f in ["/usr/bin/ossfs", "/usr/bin/ossfs-server", "/usr/sbin/mount.fuse.ossfs",
               "/usr/share/man/man1/ossfs.1.gz", "/usr/share/man/man1/ossfs-server.1.gz",
+              "/usr/share/man/man8/mount.fuse.ossfs.8.gz",
               "/usr/share/doc/ossfs/passwd-ossfs.example", "/usr/share/doc/ossfs/mnt-oss.mount",
               SITE + "/ossfs/cli.py", SITE + "/oss2/__init__.py", SITE + "/mfusepy.py",
               SITE + "/Crypto/Cipher/AES.py"]:
         assert f in files, f
     assert not [f for f in files if not f.startswith(("/usr/lib/ossfs", "/usr/bin/ossfs", "/usr/sbin/mount.fuse.ossfs",
-                                                      "/usr/share/man/man1/ossfs", "/usr/share/doc/ossfs",
-                                                      "/usr/share/licenses/ossfs"))]
+                                                      "/usr/share/man/man1/ossfs",
+                                                      "/usr/share/man/man8/mount.fuse.ossfs", "/usr/share/doc/ossfs"))]
     requires = run(["rpm", "-qp", "--requires", str(rpm)]).stdout.splitlines()
     assert "python3 >= 3.9" in requires
     for dep in ("fuse3", "fuse3-libs", "python3dist(requests)", "python3dist(urllib3)", "python3dist(six)",

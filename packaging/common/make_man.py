@@ -185,13 +185,16 @@ The user's credentials (mode 0600).
 The
 .BR mount (8)
 helper for file systems of type
-.BR fuse.ossfs .
+.BR fuse.ossfs ;
+see
+.BR mount.fuse.ossfs (8).
 .SH EXIT STATUS
 0 when the bucket is mounted (or the command succeeded); non-zero otherwise, with one
 line on standard error saying why.
 .SH SEE ALSO
 .BR fstab (5),
 .BR mount (8),
+.BR mount.fuse.ossfs (8),
 .BR mount.fuse3 (8),
 .BR fusermount3 (1),
 .BR ossfs\-server (1)

@@ -5,7 +5,7 @@
 #                                  launchers put it first on sys.path)
 #   /usr/bin/ossfs, /usr/bin/ossfs-server     launchers for /usr/bin/python3
 #   SBINDIR/mount.fuse.ossfs       the mount(8) helper for type fuse.ossfs
-#   /usr/share/man/man1/ossfs.1.gz, ossfs-server.1.gz
+#   /usr/share/man/man1/ossfs.1.gz, ossfs-server.1.gz, man8/mount.fuse.ossfs.8.gz
 #   DOCDIR/                        passwd-ossfs.example, fstab and systemd examples
 # The man pages are made by running the staged tree with $PYTHON (default /usr/bin/python3).
 set -euo pipefail
@@ -20,8 +20,11 @@ SITE="$DEST/usr/lib/ossfs/site-packages"
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$TREE/ossfs/__init__.py")
 [ -n "$VERSION" ] || { echo "stage: no __version__ in $TREE/ossfs/__init__.py" >&2; exit 1; }
 
-install -d -m 755 "$SITE" "$DEST/usr/bin" "$DEST$SBINDIR" "$DEST/usr/share/man/man1" "$DEST$DOCDIR"
+install -d -m 755 "$SITE" "$DEST/usr/bin" "$DEST$SBINDIR" "$DEST/usr/share/man/man1" \
+    "$DEST/usr/share/man/man8" "$DEST$DOCDIR"
 cp -a "$VENDOR/." "$SITE/"
+# Compiled modules of the vendored wheels carry debugging symbols nobody uses.
+find "$SITE" -name '*.so' -exec strip --strip-unneeded {} +
 (cd "$TREE" && find ossfs -name __pycache__ -prune -o -name '*.py' -print | while read -r f; do
     install -D -m 644 "$f" "$SITE/$f"
 done)
@@ -36,7 +39,9 @@ install -m 755 "$PKG/mount.fuse.ossfs" "$DEST$SBINDIR/mount.fuse.ossfs"
 export PYTHONPATH="$SITE"
 "$PY" "$PKG/common/make_man.py" "$SITE" > "$DEST/usr/share/man/man1/ossfs.1"
 "$PY" "$PKG/common/make_man.py" --server "$SITE" > "$DEST/usr/share/man/man1/ossfs-server.1"
-gzip -9nf "$DEST/usr/share/man/man1/ossfs.1" "$DEST/usr/share/man/man1/ossfs-server.1"
+install -m 644 "$PKG/man/mount.fuse.ossfs.8" "$DEST/usr/share/man/man8/"
+gzip -9nf "$DEST/usr/share/man/man1/ossfs.1" "$DEST/usr/share/man/man1/ossfs-server.1" \
+    "$DEST/usr/share/man/man8/mount.fuse.ossfs.8"
 # A smoke test of the staged tree with the distribution's Python and libraries.
 "$PY" -s -c 'import ossfs.cli, ossfs.server.__main__, oss2, Crypto.Cipher.AES' \
     || { echo "stage: the staged ossfs does not import with $PY" >&2; exit 1; }

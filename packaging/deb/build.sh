@@ -14,7 +14,7 @@ cd "$TREE"
 RUNTIME_DEPS=(python3 fuse3 libfuse3-3 python3-requests python3-urllib3 python3-six python3-crcmod
               python3-diskcache python3-xattr python3-configargparse python3-cryptography
               python3-jmespath)
-BUILD_DEPS=(dpkg-dev python3-pip python3-setuptools python3-wheel "${RUNTIME_DEPS[@]}")
+BUILD_DEPS=(dpkg-dev binutils python3-pip python3-setuptools python3-wheel "${RUNTIME_DEPS[@]}")
 missing=()
 for p in "${BUILD_DEPS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,7 +43,7 @@ PYTHON=/usr/bin/python3 bash packaging/common/stage.sh "$TREE" "$ROOT" "$WORK/ve
 DOC="$ROOT/usr/share/doc/ossfs"
 install -m 644 packaging/deb/README.Debian packaging/deb/copyright "$DOC/"
 sed "s/@VERSION@/$VERSION/; s/@DATE@/$(date -u -R -d "@$SOURCE_DATE_EPOCH")/" packaging/deb/changelog \
-    | gzip -9n > "$DOC/changelog.Debian.gz"
+    | gzip -9n > "$DOC/changelog.gz"
 
 if find "$ROOT/usr/lib/ossfs" -name '*.so' | grep -q .; then
     ARCH=$(dpkg --print-architecture)

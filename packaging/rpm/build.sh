@@ -8,7 +8,7 @@ TREE=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$TREE"
 
 if command -v apt-get >/dev/null; then
-    BUILD_DEPS=(rpm python3 python3-pip python3-setuptools python3-wheel python3-configargparse
+    BUILD_DEPS=(rpm binutils python3 python3-pip python3-setuptools python3-wheel python3-configargparse
                 python3-requests python3-urllib3 python3-six python3-crcmod python3-diskcache
                 python3-cryptography python3-jmespath libfuse3-3)
     missing=()
