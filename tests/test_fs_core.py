@@ -7,7 +7,7 @@ import pytest
 
 from ossfs.cache import Cache
 from ossfs.config import Config
-from ossfs.errors import FsError, TransientError
+from ossfs.errors import OssfsError, TransientError, to_errno
 from ossfs.fs import RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, Ctx, FileSystem
 from ossfs.meta import DIR_CONTENT_TYPE, encode_symlink_target
 from ossfs.store_mem import MemoryStore
@@ -62,9 +62,10 @@ def fs(make_fs):
 
 
 def errno_of(fn, *args, **kw):
-    with pytest.raises(FsError) as info:
+    """The errno the FUSE adapter would return for this call (errors.to_errno)."""
+    with pytest.raises(OssfsError) as info:
         fn(*args, **kw)
-    return info.value.errno
+    return to_errno(info.value)
 
 
 def write_file(fs, path, data, mode=0o644, ctx=ME):
@@ -581,3 +582,74 @@ def test_core_over_oss_store_and_server(oss_server_session, make_fs):
     a.unlink("/moved/small.txt")
     a.rmdir("/moved")
     assert [n for n, _ in a.readdir("/")] == [".", ".."]
+
+
+def test_unlinked_open_file_keeps_working_and_is_not_recreated(fs, store):
+    write_file(fs, "/f", b"content")
+    fh = fs.open("/f", os.O_RDWR, ME)
+    fs.unlink("/f")
+    assert "f" not in store.keys()
+    assert errno_of(fs.getattr, "/f") == errno.ENOENT
+    fs.write("/f", b"C", 0, fh)
+    assert fs.read("/f", 100, 0, fh) == b"Content"
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert "f" not in store.keys()
+
+
+def test_rename_of_file_whose_upload_failed(fs, store):
+    fh = fs.create("/a", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/a", b"unsent", 0, fh)
+    store.fail_next("PutObject", TransientError("down"), times=2)
+    assert errno_of(fs.flush, "/a", fh) == errno.EIO
+    fs.release("/a", fh)
+    assert fs.getattr("/a")["st_size"] == 6          # still visible in this mount
+    assert "a" in [n for n, _ in fs.readdir("/")]
+    fs.rename("/a", "/b")
+    assert errno_of(fs.getattr, "/a") == errno.ENOENT
+    assert read_file(fs, "/b") == b"unsent"
+    fs.destroy()
+    assert store.keys() == ["b"] and store.peek("b") == b"unsent"
+
+
+def test_open_sees_new_version_while_old_handle_keeps_its_own(make_fs, store):
+    a, b = make_fs(name="a"), make_fs(name="b")
+    old_data = os.urandom(2 << 20)
+    write_file(a, "/f", old_data)
+    old = b.open("/f", os.O_RDONLY, ME)
+    assert b.read("/f", 3, 0, old) == old_data[:3]  # stages the first window only
+    write_file(a, "/f", b"NEW")
+    new = b.open("/f", os.O_RDONLY, ME)
+    assert b.read("/f", 100, 0, new) == b"NEW"
+    assert b.read("/f", 100, 0, old) == old_data[:100]  # staged bytes of the old version
+    # Bytes of the old version that were never staged cannot be had any more: ESTALE,
+    # never a mix of two versions.
+    assert errno_of(b.read, "/f", 100, (2 << 20) - 100, old) == errno.ESTALE
+    b.release("/f", old)
+    b.release("/f", new)
+
+
+def test_concurrent_writers_and_readers(fs, store):
+    import threading
+    errors = []
+
+    def worker(i):
+        try:
+            data = os.urandom(50_000 + i)
+            path = "/t%d" % i
+            fh = fs.create(path, 0o644, os.O_RDWR | os.O_CREAT, ME)
+            for off in range(0, len(data), 4096):
+                fs.write(path, data[off:off + 4096], off, fh)
+            fs.release(path, fh)
+            for _ in range(3):
+                assert read_file(fs, path) == data
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.keys()) == 8
