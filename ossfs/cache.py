@@ -202,6 +202,7 @@ class StagedFile:
         self.uploading = False
         self.progress = (0, 0)
         self.attr = None                    # GUARDED_BY(lock): the open file's meta.Attr, owned by fs.py
+        self.unsent = 0                     # GUARDED_BY(lock): bytes written since the last upload
         self._seq_end = -1                  # read-ahead state
         self._window = READAHEAD_MIN
         self._last_persist = 0.0
@@ -366,6 +367,7 @@ class StagedFile:
                 if self.dirty_ranges is not None:
                     self.dirty_ranges.add(min(offset, self.rec.size), end)
                 self.rec.size = max(self.rec.size, end)
+                self.unsent += n
                 self._maybe_persist()
         return n
 
@@ -431,6 +433,7 @@ class StagedFile:
                 self.rec.base_size = self.rec.fetch_limit = size
                 self.rec.dirty = False
                 self.rec.checkpoint = None
+                self.unsent = 0
                 self.dirty_ranges = None
                 self.ranges = RangeSet([(0, size)])
                 self.persist()

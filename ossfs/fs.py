@@ -41,6 +41,8 @@ lists the same):
   character and block devices (``mknod``: EPERM, as for an unprivileged caller:
   device nodes in a bucket would be a way around ``nodev``).  FIFOs and sockets are
   zero-byte objects with the type in ``mode``, as s3fs writes them.
+* **max_dirty_data** (MB): a file being written is uploaded once that much was written
+  since its last upload (-1: only at flush), bounding what a crash can leave unsent.
 * **Names**: a component longer than 255 bytes or a key longer than 1023 bytes is
   ENAMETOOLONG.
 * **statfs** reports large constant numbers (a bucket has no capacity), as s3fs.
@@ -150,6 +152,8 @@ class FileSystem:
                             list_max_keys=_opt(config, "list_object_max_keys", 1000), clock=clock)
         self.xattr_enabled = bool(_opt(config, "xattr", True))
         self.symlink_in_meta = bool(_opt(config, "symlink_in_meta", False))
+        max_dirty = _opt(config, "max_dirty_data", 5120)
+        self.max_dirty_data = max_dirty * 1024 * 1024 if max_dirty >= 0 else -1
         self._mime = mimetypes.MimeTypes()
         mime_file = _opt(config, "mime", "")
         if mime_file and os.path.isfile(mime_file):
@@ -504,6 +508,11 @@ class FileSystem:
         now = self._now_ns()
         with sf.lock:
             sf.attr = replace(sf.attr, mtime_ns=now, ctime_ns=now)
+            over = 0 <= self.max_dirty_data < sf.unsent
+        if over:
+            # Bound what a crash or a failed close can leave unsent; the next upload copies
+            # the parts sent now server-side, so a long sequential write is not sent twice.
+            self._upload(sf)
         return n
 
     def _truncate_sf(self, sf: StagedFile, length: int) -> None:

@@ -306,15 +306,15 @@ class Namespace:
             page = self.store.list(prefix, "/", token, self.list_max_keys)
             for info in page.objects:
                 name = info.key[len(prefix):]
-                if not name:
-                    continue  # the directory's own marker
+                if name in ("", ".", ".."):
+                    continue  # the directory's own marker, or names no path can reach
                 if name.endswith(FOLDER_SUFFIX) and len(name) > len(FOLDER_SUFFIX):
                     dirs.setdefault(name[:-len(FOLDER_SUFFIX)], FOLDER)
                     continue
                 files[name] = info
             for p in page.prefixes:
                 name = p[len(prefix):-1]
-                if name and "/" not in name:
+                if name not in ("", ".", "..") and "/" not in name:
                     dirs[name] = MARKER  # a marker or implicit: the HEAD of "name/" tells
             token = page.next_token
             if token is None:

@@ -653,3 +653,24 @@ def test_concurrent_writers_and_readers(fs, store):
         t.join()
     assert errors == []
     assert len(store.keys()) == 8
+
+
+def test_max_dirty_data_uploads_while_writing(make_fs, store):
+    fs = make_fs(max_dirty_data=1, upload_threshold=200 * 1024)
+    chunk = os.urandom(256 * 1024)
+    fh = fs.create("/stream", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    for i in range(5):
+        fs.write("/stream", chunk, i * len(chunk), fh)
+    assert store.head("stream").size == 5 * len(chunk)  # uploaded once 1 MiB was unsent
+    fs.write("/stream", b"end", 5 * len(chunk), fh)
+    fs.release("/stream", fh)
+    assert store.peek("stream") == chunk * 5 + b"end"
+    assert store.counts["UploadPartCopy"] > 0  # the second upload reused the first one's bytes
+
+
+def test_odd_keys_do_not_break_listings(fs, store):
+    store.put("d/./x", b"1")
+    store.put("d/../y", b"1")
+    store.put("d//z", b"1")
+    store.put("d/ok", b"1")
+    assert [n for n, _ in fs.readdir("/d")] == [".", "..", "ok"]
