@@ -213,3 +213,7 @@ def oss_server_session(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "packaging: builds, installs and removes the .deb (root, apt, about 1 minute)")
