@@ -24,6 +24,7 @@ they take about two minutes.
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import re
@@ -50,6 +51,11 @@ def run(cmd, *, check=True, timeout=300, env=None, cwd=None):
         assert p.returncode == 0, "%s -> %d\nstdout: %s\nstderr: %s" % (
             " ".join(cmd), p.returncode, p.stdout[-3000:], p.stderr[-3000:])
     return p
+
+
+# Another run of the test suite on the same machine may hold dpkg's lock for a while.
+APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
+APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 
 
 def package_installed() -> bool:
@@ -90,13 +96,17 @@ def deb(tree):
 
 @pytest.fixture(scope="module")
 def installed(deb):
-    """The package installed with apt-get; removed again (and purged) at the end."""
-    run(["apt-get", "install", "-y", "-q", str(deb)],
-        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    yield deb
-    if run(["dpkg-query", "-W", "ossfs"], check=False).returncode == 0:
-        run(["apt-get", "purge", "-y", "-q", "ossfs"], check=False,
-            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    """The package installed with apt-get; removed again (and purged) at the end.
+
+    Two runs of the suite on one machine take turns: the package is system-wide."""
+    with open("/run/lock/ossfs-packaging-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run(APT + ["install", str(deb)], env=APT_ENV)
+        try:
+            yield deb
+        finally:
+            if run(["dpkg-query", "-W", "ossfs"], check=False).returncode == 0:
+                run(APT + ["purge", "ossfs"], check=False, env=APT_ENV)
 
 
 def test_deb_name_metadata_and_contents(deb, version):
@@ -309,13 +319,13 @@ def test_remove_leaves_nothing_and_purge_forgets(installed):
     listed = [f for f in run(["dpkg", "-L", "ossfs"]).stdout.splitlines() if f.strip()]
     # Byte code written at run time (postinst, or ossfs itself) must go too.
     assert os.path.isdir(SITE + "/oss2/__pycache__")
-    run(["apt-get", "remove", "-y", "-q", "ossfs"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    run(APT + ["remove", "ossfs"], env=APT_ENV)
     assert not package_installed()
     left = [f for f in listed if os.path.lexists(f) and not os.path.isdir(f)]
     assert left == []
     assert not os.path.exists("/usr/lib/ossfs")
     assert not os.path.exists("/usr/share/doc/ossfs")
-    run(["apt-get", "purge", "-y", "-q", "ossfs"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    run(APT + ["purge", "ossfs"], env=APT_ENV)
     assert run(["dpkg-query", "-W", "-f=${Status}", "ossfs"], check=False).stdout.strip() in ("", "unknown ok not-installed")
 
 

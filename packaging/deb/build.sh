@@ -22,8 +22,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ossfs deb: installing build dependencies: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get update -qq -o DPkg::Lock::Timeout=300
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 PYVERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' ossfs/__init__.py)

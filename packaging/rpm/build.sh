@@ -18,8 +18,8 @@ if command -v apt-get >/dev/null; then
     if [ ${#missing[@]} -gt 0 ]; then
         echo "ossfs rpm: installing build dependencies: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt-get update -qq -o DPkg::Lock::Timeout=300
+        apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >/dev/null
     fi
 fi
 command -v rpmbuild >/dev/null || { echo "ossfs rpm: rpmbuild is not installed" >&2; exit 1; }
