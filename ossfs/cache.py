@@ -85,6 +85,7 @@ READAHEAD_MIN = 128 * 1024
 READAHEAD_MAX = 8 * MB
 FILL_CHUNK = 4 * MB
 PERSIST_INTERVAL = 1.0
+BUDGET_MAX = 32 * MB
 
 
 class RangeSet:
@@ -516,6 +517,8 @@ class Cache:
         self._open: dict = {}      # GUARDED_BY(_lock): key -> StagedFile registered for that key
         self._live: dict = {}      # GUARDED_BY(_lock): file_id -> StagedFile with open_count > 0
         self._dirty_ids: set = set()  # GUARDED_BY(_lock): file_ids of dirty records (fast lookups)
+        self._by_key: dict = {}    # GUARDED_BY(_lock): key -> set of file_ids (INVARIANT: mirrors rec.key)
+        self._budget = 0           # GUARDED_BY(_lock): bytes known to fit without checking again
         self._fill_pool: Optional[ThreadPoolExecutor] = None
         self._load()
         if del_cache:
@@ -557,7 +560,7 @@ class Cache:
                 self._index.delete(file_id)
                 continue
             rec.open_count = 0  # no process holds it open after a restart
-            self._records[file_id] = rec
+            self._add(rec)
             if rec.dirty:
                 self._dirty_ids.add(file_id)
             known.add(file_id)
@@ -573,10 +576,53 @@ class Cache:
             else:
                 self._dirty_ids.discard(rec.file_id)
 
+    # Record table helpers; callers hold _lock.  _by_key mirrors rec.key of every record.
+
+    def _add(self, rec: IndexRecord) -> None:
+        self._records[rec.file_id] = rec
+        self._by_key.setdefault(rec.key, set()).add(rec.file_id)
+
+    def _drop(self, file_id: str) -> Optional[IndexRecord]:
+        rec = self._records.pop(file_id, None)
+        if rec is not None:
+            ids = self._by_key.get(rec.key)
+            if ids is not None:
+                ids.discard(file_id)
+                if not ids:
+                    del self._by_key[rec.key]
+        self._dirty_ids.discard(file_id)
+        return rec
+
+    def _set_key(self, rec: IndexRecord, key: str) -> None:
+        if rec.file_id in self._records:
+            self._drop(rec.file_id)
+            rec.key = key
+            self._add(rec)
+            if rec.dirty:
+                self._dirty_ids.add(rec.file_id)
+        else:
+            rec.key = key
+
+    def _recs_for(self, key: str) -> list:
+        return [self._records[i] for i in self._by_key.get(key, ())]
+
+    def check_invariants(self) -> None:
+        """Assert the INVARIANTs of the record tables (tests call it when quiescent)."""
+        with self._lock:
+            by_key = {}
+            for file_id, rec in self._records.items():
+                assert rec.file_id == file_id, file_id
+                by_key.setdefault(rec.key, set()).add(file_id)
+            assert by_key == self._by_key, (by_key, self._by_key)
+            assert self._dirty_ids == {i for i, r in self._records.items() if r.dirty}
+            for file_id, sf in self._live.items():
+                assert sf.rec is self._records.get(file_id) and sf.rec.open_count > 0, file_id
+            for key, sf in self._open.items():
+                assert sf.key == key and not sf.detached, key
+
     def _forget(self, rec: IndexRecord) -> None:
         with self._lock:
-            self._records.pop(rec.file_id, None)
-            self._dirty_ids.discard(rec.file_id)
+            self._drop(rec.file_id)
         self._index.delete(rec.file_id)
         _unlink(os.path.join(self.files_dir, rec.file_id))
 
@@ -627,7 +673,7 @@ class Cache:
             if sf is None:
                 rec = self._pick_record(key, info)
                 sf = StagedFile(self, rec)
-                self._records[rec.file_id] = rec
+                self._add(rec)
                 self._open[key] = sf
             self._live[sf.rec.file_id] = sf
             sf.rec.open_count += 1
@@ -646,7 +692,7 @@ class Cache:
 
     def _pick_record(self, key: str, info: Optional[ObjectInfo]) -> IndexRecord:
         """Caller holds _lock."""
-        candidates = [r for r in self._records.values() if r.key == key and r.open_count == 0
+        candidates = [r for r in self._recs_for(key) if r.open_count == 0
                       and r.file_id not in self._live]
         candidates.sort(key=lambda r: (r.dirty, r.last_use), reverse=True)
         chosen = None
@@ -657,7 +703,7 @@ class Cache:
                 if rec.dirty and info is not None and rec.etag not in (None, info.etag):
                     log.warning("%r changed in the bucket, but unsent local changes win", key)
             elif not rec.dirty:
-                self._records.pop(rec.file_id, None)
+                self._drop(rec.file_id)
                 self._index.delete(rec.file_id)
                 _unlink(os.path.join(self.files_dir, rec.file_id))
         if chosen is not None:
@@ -716,7 +762,7 @@ class Cache:
             old = self._open.get(new_key)
             if old is not None:
                 old.detached = True
-            sf.rec.key = new_key
+            self._set_key(sf.rec, new_key)
             self._open[new_key] = sf
         sf.persist()
 
@@ -724,7 +770,7 @@ class Cache:
         """Closed staged files follow a rename: a dirty one fetches what it misses from
         the old object (still there) and moves to ``new_key``; clean ones are dropped."""
         with self._lock:
-            recs = [r for r in self._records.values() if r.key == old_key and r.file_id not in self._live]
+            recs = [r for r in self._recs_for(old_key) if r.file_id not in self._live]
         for rec in recs:
             if not rec.dirty:
                 self._forget(rec)
@@ -741,7 +787,7 @@ class Cache:
         that it is deleted, not uploaded, at its last release."""
         with self._lock:
             sf = self._open.pop(key, None)
-            recs = [r for r in self._records.values() if r.key == key and r.file_id not in self._live]
+            recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
         if sf is not None:
             sf.detached = True
         for rec in recs:
@@ -774,32 +820,47 @@ class Cache:
             return sum(self._live[r.file_id].ranges.total() if r.file_id in self._live
                        else sum(e - s for s, e in r.ranges) for r in self._records.values())
 
-    def _short(self, need: int) -> bool:
-        if self.cache_size > 0 and self._used() + need > self.cache_size:
-            return True
+    def _headroom(self) -> int:
+        """Bytes that fit before a limit is reached (negative: over a limit)."""
+        room = self.cache_size - self._used() if self.cache_size > 0 else 1 << 62
         du = self.disk_usage(self.dir)
         floor = max(self.ensure_diskfree, du.total * self.free_space_ratio // 100)
-        return du.free - need < floor
+        return min(room, du.free - floor)
 
     def ensure_space(self, need: int) -> None:
         """Evict clean closed files (LRU) until ``need`` more bytes fit; ENOSPC if they
-        cannot."""
+        cannot.  The limits are checked again only when the room measured last time is
+        used up (at most every BUDGET_MAX bytes), so a stream of small writes does not
+        stat the disk and sum the index each time."""
         if need <= 0:
             return
-        while self._short(need):
+        with self._lock:
+            if need <= self._budget:
+                self._budget -= need
+                return
+        headroom = self._headroom()
+        if headroom < need:
             with self._lock:
                 victims = sorted((r for r in self._records.values()
                                   if not r.dirty and r.open_count == 0 and r.file_id not in self._live
-                                  and r.ranges),
-                                 key=lambda r: r.last_use)
-                victim = victims[0] if victims else None
-                if victim is not None:
-                    self._records.pop(victim.file_id, None)
-            if victim is None:
+                                  and r.ranges), key=lambda r: r.last_use)
+            for victim in victims:
+                with self._lock:
+                    current = self._records.get(victim.file_id)
+                    if (current is not victim or victim.dirty or victim.open_count
+                            or victim.file_id in self._live):
+                        continue  # reopened or changed since the list was made
+                    self._drop(victim.file_id)
+                log.debug("evicting staged %r", victim.key)
+                self._index.delete(victim.file_id)
+                _unlink(os.path.join(self.files_dir, victim.file_id))
+                headroom += sum(e - s for s, e in victim.ranges)
+                if headroom >= need:
+                    break
+            if headroom < need:
                 raise FsError(errno.ENOSPC, "no room in the cache directory %s" % self.dir)
-            log.debug("evicting staged %r", victim.key)
-            self._index.delete(victim.file_id)
-            _unlink(os.path.join(self.files_dir, victim.file_id))
+        with self._lock:
+            self._budget = min(headroom - need, BUDGET_MAX)
 
     def drop_clean(self) -> None:
         """Delete every clean, closed staged file (``del_cache``)."""

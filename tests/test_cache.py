@@ -86,6 +86,7 @@ def test_index_survives_a_crash(tmp_path, store):
     assert store.head("old").content_type == "text/plain"
     assert store.peek("new") == b"fresh" and store.head("new").meta == {"mode": "33261"}
     assert again.dirty_entries() == []
+    again.check_invariants()
     again.close()
 
 
@@ -171,8 +172,10 @@ def test_eviction_is_lru_and_spares_dirty_and_open(tmp_path, store):
     keys = {r.key for r in cache._records.values()}
     assert {"open", "dirty", "e"} <= keys and "b" not in keys
     assert o.read(0, 10) and cache.dirty_record("dirty") is not None
+    cache.check_invariants()
     for sf in (o, e):
         cache.release(sf)
+    cache.check_invariants()
     cache.close()
 
 

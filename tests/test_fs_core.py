@@ -53,6 +53,7 @@ def make_fs(tmp_path, store, clock):
 
     yield make
     for fs in made:
+        fs.cache.check_invariants()
         fs.destroy()
 
 
