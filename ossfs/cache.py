@@ -171,7 +171,11 @@ class IndexRecord:
 
 
 def default_cache_root(environ=os.environ) -> str:
-    """``/var/cache/ossfs`` for root, else ``$XDG_CACHE_HOME/ossfs`` (``~/.cache/ossfs``)."""
+    """``/var/cache/ossfs`` for root, else ``$XDG_CACHE_HOME/ossfs`` (``~/.cache/ossfs``).
+
+    Not ``/tmp`` (1.x's default): staged files hold unsent data that must survive a
+    reboot, and tmpfs would put whole objects in memory.  ``-o tmpdir=`` given
+    explicitly is honoured (``<tmpdir>/ossfs-<uid>``); ``-o use_cache=`` wins over both."""
     if os.geteuid() == 0:
         return "/var/cache/ossfs"
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -527,7 +531,12 @@ class Cache:
     @classmethod
     def from_config(cls, config, store, **kw) -> "Cache":
         """The cache a mount uses, built from the ossfs options."""
-        root = config.use_cache or default_cache_root()
+        if config.use_cache:
+            root = config.use_cache
+        elif "tmpdir" in (config.explicit or ()):
+            root = os.path.join(config.tmpdir, "ossfs-%d" % os.geteuid())  # 1.x's tmpdir=, per user
+        else:
+            root = default_cache_root()
         directory = mount_cache_dir(root, config.bucket, config.prefix)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         part = max(config.multipart_size * MB, 100 * 1024)

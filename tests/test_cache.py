@@ -265,3 +265,22 @@ def test_del_cache_keeps_dirty_files(tmp_path, store):
     assert [r.key for r in cache._records.values()] == ["dirty"]
     assert len(os.listdir(tmp_path / "c" / "files")) == 1
     cache.close()
+
+
+def test_cache_location_from_options(tmp_path, store, monkeypatch):
+    from ossfs.config import Config
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if os.geteuid() == 0:
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    chosen = Cache.from_config(Config(bucket="bkt"), store)
+    assert chosen.dir.startswith(str(tmp_path / "xdg" / "ossfs" / "bkt-"))
+    chosen.close()
+    chosen = Cache.from_config(Config(bucket="bkt", use_cache=str(tmp_path / "uc"),
+                                      tmpdir=str(tmp_path / "t"), explicit=frozenset({"tmpdir"})), store)
+    assert chosen.dir.startswith(str(tmp_path / "uc" / "bkt-"))
+    chosen.close()
+    chosen = Cache.from_config(Config(bucket="bkt", tmpdir=str(tmp_path / "t"), explicit=frozenset({"tmpdir"})),
+                               store)
+    assert chosen.dir.startswith(str(tmp_path / "t" / "ossfs-"))
+    assert stat.S_IMODE(os.stat(chosen.dir).st_mode) == 0o700
+    chosen.close()
