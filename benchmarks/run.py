@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)   # "pool is full" from parallel set-up
     if os.geteuid() != 0:
         print("benchmarks/run.py: needs root (FUSE mounts, dropping the page cache)", file=sys.stderr)
         return 2

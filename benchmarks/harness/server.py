@@ -54,11 +54,12 @@ class Server:
 
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # The secret goes through the environment, never the command line (ps shows that).
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   OSSFS_SERVER_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ossfs.server", "--data", self.data_dir, "--port", "0",
-             "--access-key-id", ACCESS_KEY_ID, "--access-key-secret", ACCESS_KEY_SECRET,
-             "--bucket", BUCKET],
+             "--access-key-id", ACCESS_KEY_ID, "--bucket", BUCKET],
             stdout=subprocess.PIPE, stderr=open(os.path.join(self.data_dir, "..", "server.log"), "wb"),
             env=env, cwd=REPO)
         line = self.proc.stdout.readline().decode(errors="replace")
@@ -155,7 +156,7 @@ class Probe:
     def put_dir(self, key: str) -> None:
         self.put(key.rstrip("/") + "/", b"", S3FS_DIR_META, DIR_CONTENT_TYPE)
 
-    def put_many(self, keys_data, threads: int = 16) -> None:
+    def put_many(self, keys_data, threads: int = 8) -> None:
         with ThreadPoolExecutor(threads) as ex:
             for f in [ex.submit(self.put, k, d) for k, d in keys_data]:
                 f.result()
