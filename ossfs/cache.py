@@ -122,7 +122,8 @@ class RangeSet:
     def missing(self, start: int, end: int) -> list:
         """Sub-intervals of ``[start, end)`` not in the set."""
         out, pos = [], start
-        for s, e in self._r:
+        first = max(0, bisect.bisect_right(self._r, [start, float("inf")]) - 1)
+        for s, e in self._r[first:]:
             if e <= pos:
                 continue
             if s >= end:
@@ -351,11 +352,15 @@ class StagedFile:
                 self.dirty_ranges = RangeSet()
             self.persist()
 
-    def write(self, offset: int, data: bytes) -> int:
+    def write(self, offset: int, data: bytes, append: bool = False) -> int:
+        """Write ``data`` at ``offset`` (at the end of the file with ``append``, decided
+        under the file's lock so that concurrent appenders never overlap)."""
         n = len(data)
         with self.io_lock:
             with self.lock:
                 old = self.rec.size
+                if append:
+                    offset = old
                 end = offset + n
                 growth = max(0, end - max(old, offset)) + sum(
                     e - s for s, e in self.ranges.missing(offset, min(end, old)))
@@ -569,6 +574,16 @@ class Cache:
                 self._index.delete(file_id)
                 continue
             rec.open_count = 0  # no process holds it open after a restart
+            if rec.dirty:
+                # The record of a dirty file may lag its data by up to PERSIST_INTERVAL:
+                # the file's own size is the truth, and bytes past the recorded size were
+                # written (or zero-extended) by the user.
+                actual = os.stat(os.path.join(self.files_dir, rec.file_id)).st_size
+                if actual > rec.size:
+                    rec.ranges = RangeSet(rec.ranges + [[rec.size, actual]]).as_list()
+                    if rec.dirty_ranges is not None:
+                        rec.dirty_ranges = RangeSet(rec.dirty_ranges + [[rec.size, actual]]).as_list()
+                    rec.size = actual
             self._add(rec)
             if rec.dirty:
                 self._dirty_ids.add(file_id)

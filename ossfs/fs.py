@@ -502,9 +502,7 @@ class FileSystem:
         if not h.writable:
             raise FsError(errno.EBADF)
         sf = h.sf
-        if h.flags & os.O_APPEND:
-            offset = sf.size
-        n = sf.write(offset, data)
+        n = sf.write(offset, data, append=bool(h.flags & os.O_APPEND))
         now = self._now_ns()
         with sf.lock:
             sf.attr = replace(sf.attr, mtime_ns=now, ctime_ns=now)
