@@ -388,8 +388,9 @@ class FileSystem:
         if not entry.is_dir:
             raise FsError(errno.ENOTDIR)
         prefix = dir_prefix(path)
-        if self.ns.has_children(path) or any(sf.key.startswith(prefix) and not sf.detached
-                                             for sf in self.cache.open_files()):
+        if (any(sf.key.startswith(prefix) and not sf.detached for sf in self.cache.open_files())
+                or any(rec.key.startswith(prefix) for rec in self.cache.dirty_closed())
+                or self.ns.has_children(path)):
             raise FsError(errno.ENOTEMPTY)
         key = key_of(path)
         doomed = [key + "/", key + FOLDER_SUFFIX]
@@ -397,6 +398,7 @@ class FileSystem:
             doomed.append(key)
         self.store.delete_many(doomed)
         self.ns.forget(path, missing=True)
+        self._forget_implicit_parent(path)
 
     # --- files ---
 
