@@ -317,3 +317,44 @@ def test_concurrent_appends_never_overlap(tmp_path, store):
     assert sorted(content.splitlines(keepends=True)) == sorted(lines * 100)
     cache.release(sf)
     cache.close()
+
+
+def test_random_writes_truncates_match_a_model(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as hs
+
+    ops = hs.lists(hs.one_of(
+        hs.tuples(hs.just("w"), hs.integers(0, 300 * KB), hs.binary(min_size=1, max_size=3000)),
+        hs.tuples(hs.just("t"), hs.integers(0, 400 * KB), hs.none()),
+        hs.tuples(hs.just("up"), hs.none(), hs.none())), max_size=12)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(initial=hs.integers(0, 350 * KB), ops=ops)
+    def check(initial, ops):
+        store = MemoryStore()
+        model = bytearray(os.urandom(initial))
+        store.put("f", bytes(model))
+        cache = make_cache(tmp_path / os.urandom(4).hex(), store)
+        sf = cache.open("f", store.head("f"))
+        for op, a, b in ops:
+            if op == "w":
+                sf.write(a, b)
+                if a > len(model):
+                    model.extend(b"\0" * (a - len(model)))
+                model[a:a + len(b)] = b
+            elif op == "t":
+                sf.truncate(a)
+                del model[a:]
+                model.extend(b"\0" * (a - len(model)))
+            else:
+                sf.upload()
+                assert store.peek("f") == bytes(model)
+            assert sf.size == len(model)
+        assert sf.read(0, len(model) + 10) == bytes(model)
+        sf.upload()
+        assert store.peek("f") == bytes(model)
+        cache.release(sf)
+        cache.check_invariants()
+        cache.close()
+
+    check()
