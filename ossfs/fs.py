@@ -21,8 +21,8 @@ lists the same):
   mount.  ``release`` of the last handle uploads what is still dirty.
 * **Attributes** (chmod, chown, utimens, xattrs) of a closed or clean file: the
   object is copied onto itself with the new headers (directive REPLACE, ctime =
-  now, other user headers kept).  Of a dirty open file: only the staged attributes
-  change, and the upload carries them.  The mountpoint's attributes cannot change
+  now, other user headers kept).  Of a dirty file (open, or closed with its upload
+  still pending): only the staged attributes change, and the upload carries them.  The mountpoint's attributes cannot change
   (EPERM).  Directories without a marker object (implicit, ``_$folder$``) get a
   ``name/`` marker carrying the new headers.
 * **Directories**: ``mkdir`` writes a zero-byte ``name/`` object with Content-Type
@@ -692,12 +692,18 @@ class FileSystem:
         if path == "/":
             raise FsError(errno.EPERM, "the mountpoint's attributes cannot change")
         now = self._now_ns()
+        key = key_of(path)
         sf = self._open_sf(path)
-        if sf is not None:
-            with sf.lock:
-                if sf.attr is not None and sf.rec.dirty:
-                    sf.attr = replace(change(sf.attr), ctime_ns=now)
-                    return
+        if sf is not None and sf.dirty:
+            self._update_staged(sf, change, now)
+            return
+        if sf is None and self.cache.dirty_record(key) is not None:
+            sf = self.cache.open(key, None)  # unsent data of a closed file: its record carries the headers
+            try:
+                self._update_staged(sf, change, now)
+            finally:
+                self.cache.release(sf)
+            return
         for attempt in (0, 1):
             entry = self.ns.lookup(path, fresh=attempt > 0)
             attr = replace(change(replace(entry.attr, xattrs=dict(entry.attr.xattrs))), ctime_ns=now)
@@ -724,6 +730,16 @@ class FileSystem:
                     if sf.rec.etag == entry.etag:
                         sf.rec.etag = info.etag
             return
+
+    def _update_staged(self, sf: StagedFile, change: Callable[[Attr], Attr], now: int) -> None:
+        """New attributes of a file whose data is not in the bucket yet: the upload carries them."""
+        with sf.lock:
+            if sf.attr is None:
+                rec = sf.rec
+                sf.attr = self._record_attr(rec)
+            sf.attr = replace(change(sf.attr), ctime_ns=now)
+            attr = replace(sf.attr, size=sf.rec.size)
+        sf.set_meta(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
 
     def chmod(self, path: str, mode: int, ctx: Optional[Ctx] = None) -> None:
         self._update_attr(path, lambda a: replace(a, mode=stat.S_IFMT(a.mode) | (mode & 0o7777)))

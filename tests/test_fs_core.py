@@ -675,3 +675,18 @@ def test_odd_keys_do_not_break_listings(fs, store):
     store.put("d//z", b"1")
     store.put("d/ok", b"1")
     assert [n for n, _ in fs.readdir("/d")] == [".", "..", "ok"]
+
+
+def test_chmod_of_closed_file_whose_upload_failed(fs, store):
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"x", 0, fh)
+    store.fail_next("PutObject", TransientError("down"), times=2)
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    fs.release("/f", fh)
+    fs.chmod("/f", 0o600)
+    fs.setxattr("/f", "user.k", b"v", 0)
+    assert fs.getattr("/f")["st_mode"] == stat.S_IFREG | 0o600
+    assert fs.getxattr("/f", "user.k") == b"v"
+    fs.destroy()
+    meta = store.head("f").meta
+    assert meta["mode"] == str(stat.S_IFREG | 0o600) and "xattr" in meta
