@@ -179,7 +179,9 @@ class OssfsPeer(MountPeer):
     def version(self):
         p = subprocess.run([sys.executable, "-c", "import ossfs; print(ossfs.__version__)"],
                            stdout=subprocess.PIPE, env=self.environ(), timeout=30)
-        return p.stdout.decode().strip()
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=30).stdout.decode().strip()
+        return p.stdout.decode().strip() + (" (git %s)" % rev if rev else "")
 
 
 class S3fsPeer(MountPeer):

@@ -221,7 +221,7 @@ def w_small(ctx: Ctx, peer: Peer, run: int) -> list:
                 b.put_object(prefix + name, blob)
 
         def listing():
-            return sum(1 for _ in oss2.ObjectIterator(b, prefix=prefix, delimiter="/"))
+            return sum(1 for _ in oss2.ObjectIterator(b, prefix=prefix, delimiter="/", max_keys=1000))
 
         def delete():
             for name in names:
@@ -290,14 +290,21 @@ def w_list(ctx: Ctx, peer: Peer, run: int) -> list:
         b = ctx.sdk_bucket()
 
         def listing():
-            if sum(1 for _ in oss2.ObjectIterator(b, prefix=LIST_DIR + "/", delimiter="/")) < n:
+            if sum(1 for _ in oss2.ObjectIterator(b, prefix=LIST_DIR + "/", delimiter="/", max_keys=1000)) < n:
                 raise BenchError("listing found fewer than %d objects" % n)
         for ph in phases:
             out.append(ctx.measure("list", "ls -l %d %s s" % (n, ph), peer, run, listing))
         return out
     d = os.path.join(os.path.dirname(peer.root.rstrip("/")), LIST_DIR)
-    ls = lambda: run_cmd("ls -l %s | wc -l" % d, shell=True, timeout=1800)
-    find = lambda: run_cmd(["find", d], timeout=1800)
+
+    def counted(argv, expect):
+        def op():
+            lines = run_cmd(argv, timeout=1800).stdout.count(b"\n")
+            if lines != expect:     # a peer that lists less has not done the work
+                raise BenchError("%s printed %d lines, expected %d" % (argv[0], lines, expect))
+        return op
+    ls = counted(["ls", "-l", d], n + 1)          # + the "total" line
+    find = counted(["find", d], n + 1)            # + the directory itself
     try:
         for ph in phases:
             if ph == "cold":
