@@ -45,6 +45,8 @@ def parse_args(argv):
     p.add_argument("--runs", type=int, default=3, help="runs of every workload on every peer (default 3)")
     p.add_argument("--only", default=",".join(WORKLOADS),
                    help="comma-separated workloads (default all: %s)" % ",".join(WORKLOADS))
+    p.add_argument("--once", default="",
+                   help="comma-separated workloads to run in the first run only (the slow ones, e.g. tree,rss)")
     p.add_argument("--peers", default=",".join(ALL_PEERS), help="comma-separated (default %(default)s)")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"), help="markdown report (default %(default)s)")
     p.add_argument("--work", default="/var/tmp/ossfs-bench",
@@ -54,7 +56,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     a.only = [w.strip() for w in a.only.split(",") if w.strip()]
     a.peers = [x.strip() for x in a.peers.split(",") if x.strip()]
-    for w in a.only:
+    a.once = [w.strip() for w in a.once.split(",") if w.strip()]
+    for w in a.only + a.once:
         if w not in WORKLOADS:
             p.error("unknown workload %r (known: %s)" % (w, ", ".join(WORKLOADS)))
     for x in a.peers:
@@ -117,6 +120,10 @@ def write_report(args, res, peers, info, vers, settings, started, elapsed) -> st
           "ossfs's speed-up (>1: ossfs better).  How each number is measured: `benchmarks/README.md`."
           % (args.scale, args.runs, ",".join(args.only), ",".join(args.peers),
              started.strftime("%Y-%m-%d %H:%M UTC"), elapsed / 60, args.runs), ""]
+    once = [w for w in args.once if w in args.only]
+    if once:
+        md[2] = md[2].replace("--peers", "--once %s --peers" % ",".join(once))
+        md += ["Run once only (their numbers are single runs): %s." % ", ".join(once), ""]
     if args.note:
         md += ["**Note:** " + args.note, ""]
     md += ["Machine: %s; %s CPUs; %s RAM; kernel %s; disk %s." %
@@ -168,6 +175,8 @@ def main(argv=None) -> int:
         samples = []
         for run in range(args.runs):
             for wl in args.only:
+                if run > 0 and wl in args.once:
+                    continue
                 k = (run + args.only.index(wl)) % len(peers)
                 for p in peers[k:] + peers[:k]:
                     t = time.monotonic()
