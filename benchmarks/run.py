@@ -132,6 +132,10 @@ def write_report(args, res, peers, info, vers, settings, started, elapsed) -> st
            "Transfer settings (ossfs defaults, also used for the SDK floor): %d MiB parts, %d in parallel, "
            "multipart from %d MiB." % (settings["part_size"] // MiB, settings["parallel"],
                                        settings["multipart_threshold"] // MiB), "",
+           "Set-ups: ossfs with `use_cache`; s3fs-fuse with its defaults (no `use_cache`, so its warm "
+           "reads go to the server again); rclone `--vfs-cache-mode full --vfs-write-back 0s`, its "
+           "asynchronous uploads waited for and counted; every timed region ends when the data is on "
+           "the server.", "",
            "## Targets", "", report.targets_table(res), "",
            "## Results", "", report.main_table(res, args.peers), "",
            "## Requests per metric (server counters, last completed run)", "",
