@@ -45,6 +45,10 @@ Invariants
   (persisted through ``on_checkpoint``) in place; the next upload resumes.
 * ``del_cache`` (as in ossfs 1.x) empties the cache at mount and unmount, except
   dirty files: those are users' data that did not reach the bucket.
+* A cache that was not closed cleanly (crash, kill -9, power loss: the ``in-use``
+  file is still there) loses its clean staged files at the next mount, because
+  their ranges may have been recorded before their bytes reached the disk; dirty
+  files are kept.
 
 Threads and locks (order, outermost first)
 ------------------------------------------
@@ -212,7 +216,6 @@ class StagedFile:
         self._seq_end = -1                  # read-ahead state
         self._window = READAHEAD_MIN
         self._last_persist = 0.0
-        self._filling = False
 
     # --- state ---
 
@@ -530,8 +533,18 @@ class Cache:
         self._budget = 0           # GUARDED_BY(_lock): bytes known to fit without checking again
         self._fill_pool: Optional[ThreadPoolExecutor] = None
         self._load()
-        if del_cache:
+        # Staged bytes reach the disk after the index says they are present (no fsync per
+        # fetch).  After a crash or power loss a clean record may describe bytes that
+        # never reached the disk, so clean records of a cache not closed cleanly are
+        # dropped (they are re-downloaded on demand); dirty ones are kept (best effort).
+        self._in_use = os.path.join(directory, "in-use")
+        if os.path.exists(self._in_use):
+            log.info("cache %s was not closed cleanly: dropping its clean staged files", directory)
             self.drop_clean()
+        elif del_cache:
+            self.drop_clean()
+        with open(self._in_use, "w"):
+            pass
 
     @classmethod
     def from_config(cls, config, store, **kw) -> "Cache":
@@ -926,6 +939,7 @@ class Cache:
         if self.del_cache:
             self.drop_clean()
         self._index.close()
+        _unlink(self._in_use)
 
 
 def _unlink(path: str) -> None:

@@ -76,10 +76,16 @@ def test_index_survives_a_crash(tmp_path, store):
     new.write(0, b"fresh")
     new.set_meta({"mode": "33261"})
     new.write(5, b" and more")  # within a second of the last save: not in the record yet
+    store.put("clean", b"clean bytes")
+    clean = cache.open("clean", store.head("clean"))
+    assert clean.read(0, 100) == b"clean bytes"
+    cache.release(clean)
     # kill -9: nothing closed, nothing uploaded.  A new mount opens the same directory.
     again = make_cache(tmp_path / "c", store)
     dirty = {r.key: r for r in again.dirty_entries()}
     assert set(dirty) == {"old", "new"}
+    # Clean staged files of a cache not closed cleanly are not trusted.
+    assert {r.key for r in again._records.values()} == {"old", "new"}
     assert dirty["old"].etag == store.head("old").etag and dirty["old"].meta == {"mode": "33188"}
     assert dirty["new"].etag is None and dirty["new"].meta == {"mode": "33261"}
     assert again.upload_all() == []
