@@ -1,0 +1,137 @@
+"""A real workload through a mount while the server misbehaves.
+
+Each test injects one kind of fault on the server (random 5xx, latency, a bandwidth
+cap, cut connections, a restart), runs the workload of ``conftest.py`` through an
+ossfs mount with ``retries=10`` and checks that
+
+* the workload saw no error (every fault here is one that retries can hide),
+* every file whose close() returned is intact in the bucket (MD5 via oss2),
+* the mount still answers afterwards,
+* and the faults really happened (the server's counters or the test's own clock).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from .conftest import FAULT_MOUNT_OPTS, KiB, MiB, assert_answers, assert_intact, run_workload, workload_files
+
+
+def _uploads(stats) -> int:
+    r = stats["requests"]
+    return r.get("PutObject", 0) + r.get("UploadPart", 0)
+
+
+@pytest.mark.parametrize("fault_rate", [0.1, 0.2])
+def test_random_5xx_never_reach_the_workload(oss_server, mounter, fault_rate):
+    m = mounter(**FAULT_MOUNT_OPTS)
+    files = workload_files()
+    oss_server.reset_stats()
+    oss_server.set_faults(fault_rate=fault_rate)
+    try:
+        res = run_workload(m.path, files)
+        stats = oss_server.stats()
+    finally:
+        oss_server.set_faults()
+    assert res.errors == []
+    assert len(res.closed) == len(files) and res.read_back == len(files)
+    # Roughly fault_rate of some hundred requests were refused: at least a handful.
+    assert stats["requests"].get("faults", 0) >= 5, stats
+    assert_intact(oss_server, res.closed)
+    assert_answers(m, files)
+
+
+def test_latency(oss_server, mounter):
+    m = mounter(**FAULT_MOUNT_OPTS)
+    files = workload_files(small=12, large=(20 * MiB,))
+    oss_server.set_faults(latency_ms=150)
+    try:
+        t0 = time.monotonic()
+        res = run_workload(m.path, files)
+        elapsed = time.monotonic() - t0
+    finally:
+        oss_server.set_faults()
+    assert res.errors == []
+    assert len(res.closed) == len(files)
+    # 13 files need at least one request each: the latency really was there.
+    assert elapsed >= 13 * 0.15
+    assert_intact(oss_server, res.closed)
+    assert_answers(m, files)
+
+
+def test_bandwidth_cap(oss_server, mounter):
+    m = mounter(**FAULT_MOUNT_OPTS)
+    files = workload_files(small=10, large=(20 * MiB,))
+    oss_server.set_faults(bandwidth=8 * MiB)
+    try:
+        t0 = time.monotonic()
+        res = run_workload(m.path, files)
+        elapsed = time.monotonic() - t0
+    finally:
+        oss_server.set_faults()
+    assert res.errors == []
+    assert len(res.closed) == len(files)
+    # 20 MiB through connections capped at 8 MiB/s each, 3 in parallel: at least ~0.8 s.
+    assert elapsed >= 20 / (8 * 3)
+    assert_intact(oss_server, res.closed)
+    assert_answers(m, files)
+
+
+def test_cut_connections(oss_server, mounter):
+    m = mounter(**FAULT_MOUNT_OPTS)
+    files = workload_files()
+    oss_server.reset_stats()
+    oss_server.set_faults(drop_rate=0.15)
+    try:
+        res = run_workload(m.path, files)
+        stats = oss_server.stats()
+    finally:
+        oss_server.set_faults()
+    assert res.errors == []
+    # 30 single PUTs and 9 parts are needed; cut ones were sent again.
+    assert _uploads(stats) > 30 + 9, stats
+    assert len(res.closed) == len(files) and res.read_back == len(files)
+    assert_intact(oss_server, res.closed)
+    assert_answers(m, files)
+
+
+def test_server_restarted_while_the_workload_runs(oss_server, mounter):
+    m = mounter(**FAULT_MOUNT_OPTS)
+    files = workload_files()
+    port = oss_server.port
+    restarted = threading.Event()
+    result = {}
+
+    def work():
+        result["res"] = run_workload(m.path, files, deadline_s=400)
+
+    t = threading.Thread(target=work, name="workload", daemon=True)
+    t.start()
+    try:
+        # Restart twice: once among the small files, once during a large upload.
+        for when in (8, 31):
+            deadline = time.monotonic() + 200
+            # Wait until the workload has written `when` files (progress seen in the bucket).
+            oss = oss_server.oss_bucket()
+            while time.monotonic() < deadline and t.is_alive():
+                n = sum(1 for o in oss.list_objects(prefix="tree/", max_keys=1000).object_list
+                        if not o.key.endswith("/"))
+                if n >= when:
+                    break
+                time.sleep(0.2)
+            if when == 31:
+                time.sleep(1.0)   # inside the first large upload
+            oss_server.restart()
+            restarted.set()
+            assert oss_server.port == port
+    finally:
+        t.join(450)
+    assert not t.is_alive(), "workload hung after the server restart"
+    res = result["res"]
+    assert restarted.is_set()
+    assert res.errors == []
+    assert len(res.closed) == len(files)
+    assert_intact(oss_server, res.closed)
+    assert_answers(m, files)
