@@ -448,7 +448,8 @@ class StagedFile:
                 self.rec.checkpoint = None
                 self.unsent = 0
                 self.dirty_ranges = None
-                self.ranges = RangeSet([(0, size)])
+                # self.ranges stays: parts copied server-side were never fetched, and
+                # what is local equals the new version where present.
                 self.persist()
             return info
 
@@ -703,7 +704,8 @@ class Cache:
         crash wins over the bucket (it holds the user's latest data)."""
         with self._lock:
             sf = self._open.get(key)
-            if sf is not None and info is not None and not sf.dirty and sf.etag != info.etag:
+            # sf.rec fields are read without sf.lock here (lock order: sf.lock -> _lock).
+            if sf is not None and info is not None and not sf.rec.dirty and sf.rec.etag != info.etag:
                 sf.detached = True  # its handles keep reading the old version
                 del self._open[key]
                 sf = None
@@ -713,12 +715,18 @@ class Cache:
                 self._add(rec)
                 self._open[key] = sf
             self._live[sf.rec.file_id] = sf
+            first = sf.rec.open_count == 0
             sf.rec.open_count += 1
             sf.rec.last_use = self.clock()
-        with sf.io_lock:
-            new = sf.fd is None
-            sf.closing = False
-            sf._open_fd()
+        new = False
+        if first:
+            # Only the first handle opens the fd; later ones find it open (a release
+            # racing with us re-checks the count before closing), so they never wait
+            # behind an upload holding io_lock.
+            with sf.io_lock:
+                new = sf.fd is None
+                sf.closing = False
+                sf._open_fd()
         if info is None and not sf.dirty:
             with sf.lock:
                 sf._mark_dirty_locked()

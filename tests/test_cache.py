@@ -326,7 +326,7 @@ def test_concurrent_appends_never_overlap(tmp_path, store):
 
 
 def test_random_writes_truncates_match_a_model(tmp_path):
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as hs
 
     ops = hs.lists(hs.one_of(
@@ -334,8 +334,10 @@ def test_random_writes_truncates_match_a_model(tmp_path):
         hs.tuples(hs.just("t"), hs.integers(0, 400 * KB), hs.none()),
         hs.tuples(hs.just("up"), hs.none(), hs.none())), max_size=12)
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(initial=hs.integers(0, 350 * KB), ops=ops)
+    # An upload that copied clean parts server-side once marked them present locally.
+    @example(initial=200 * KB, ops=[("w", 0, b"\0"), ("up", None, None)])
     def check(initial, ops):
         store = MemoryStore()
         model = bytearray(os.urandom(initial))

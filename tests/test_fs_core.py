@@ -690,3 +690,33 @@ def test_chmod_of_closed_file_whose_upload_failed(fs, store):
     fs.destroy()
     meta = store.head("f").meta
     assert meta["mode"] == str(stat.S_IFREG | 0o600) and "xattr" in meta
+
+
+def test_status_reports_upload_progress(make_fs, clock):
+    import threading
+
+    class SlowStore(MemoryStore):
+        gate = threading.Event()
+        entered = threading.Event()
+
+        def upload_part(self, key, upload_id, part_number, body):
+            if part_number == 3:
+                self.entered.set()
+                assert self.gate.wait(10)
+            return super().upload_part(key, upload_id, part_number, body)
+
+    st = SlowStore(clock=clock)
+    fs = make_fs(st=st, name="slow", upload_threshold=200 * 1024)
+    fh = fs.create("/big", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/big", os.urandom(300 * 1024), 0, fh)
+    closer = threading.Thread(target=fs.release, args=("/big", fh))
+    closer.start()
+    assert SlowStore.entered.wait(10)
+    status = fs.status()
+    (item,) = status["dirty"]
+    assert item["path"] == "/big" and item["uploading"] and item["total"] == 300 * 1024
+    assert 0 <= item["uploaded"] < 300 * 1024
+    SlowStore.gate.set()
+    closer.join(10)
+    assert fs.status()["dirty"] == []
+    assert st.head("big").size == 300 * 1024
