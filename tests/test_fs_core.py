@@ -720,3 +720,131 @@ def test_status_reports_upload_progress(make_fs, clock):
     closer.join(10)
     assert fs.status()["dirty"] == []
     assert st.head("big").size == 300 * 1024
+
+
+@pytest.mark.parametrize("expire", [0, 900])
+def test_namespace_operations_match_a_posix_model(tmp_path, expire):
+    """Random mkdir/write/unlink/rmdir/rename sequences give the errno and the tree a
+    POSIX filesystem would."""
+    import posixpath
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as hs
+
+    names = ["/a", "/b", "/a/x", "/b/y", "/a/x/z", "/c"]
+    op = hs.one_of(
+        hs.tuples(hs.just("mkdir"), hs.sampled_from(names), hs.none()),
+        hs.tuples(hs.just("write"), hs.sampled_from(names), hs.sampled_from([b"1", b"22"])),
+        hs.tuples(hs.just("unlink"), hs.sampled_from(names), hs.none()),
+        hs.tuples(hs.just("rmdir"), hs.sampled_from(names), hs.none()),
+        hs.tuples(hs.just("rename"), hs.sampled_from(names), hs.sampled_from(names)))
+
+    def model_apply(m, kind, p, arg):
+        def parent_ok(path):
+            parent = posixpath.dirname(path)
+            if parent == "/":
+                return None
+            if parent not in m:
+                return errno.ENOENT
+            return None if m[parent] == "d" else errno.ENOTDIR
+
+        def children(path):
+            return [q for q in m if q.startswith(path + "/")]
+
+        if kind == "mkdir":
+            err = parent_ok(p)
+            if err:
+                return err
+            if p in m:
+                return errno.EEXIST
+            m[p] = "d"
+        elif kind == "write":
+            err = parent_ok(p)
+            if err:
+                return err
+            if m.get(p) == "d":
+                return errno.EISDIR
+            m[p] = arg
+        elif kind == "unlink":
+            if p not in m:
+                return errno.ENOENT
+            if m[p] == "d":
+                return errno.EISDIR
+            del m[p]
+        elif kind == "rmdir":
+            if p not in m:
+                return errno.ENOENT
+            if m[p] != "d":
+                return errno.ENOTDIR
+            if children(p):
+                return errno.ENOTEMPTY
+            del m[p]
+        else:
+            src, dst = p, arg
+            if src not in m:
+                return errno.ENOENT
+            err = parent_ok(dst)
+            if err:
+                return err
+            if src == dst:
+                return None
+            if m[src] == "d" and dst.startswith(src + "/"):
+                return errno.EINVAL
+            if dst in m:
+                if m[dst] == "d":
+                    if m[src] != "d":
+                        return errno.EISDIR
+                    if children(dst):
+                        return errno.ENOTEMPTY
+                elif m[src] == "d":
+                    return errno.ENOTDIR
+                del m[dst]
+            for q in [src] + children(src):
+                m[dst + q[len(src):]] = m.pop(q)
+        return None
+
+    def fs_apply(fs, kind, p, arg):
+        try:
+            if kind == "mkdir":
+                fs.mkdir(p, 0o755, ME)
+            elif kind == "write":
+                write_file(fs, p, arg)
+            elif kind == "unlink":
+                fs.unlink(p)
+            elif kind == "rmdir":
+                fs.rmdir(p)
+            else:
+                fs.rename(p, arg)
+        except OssfsError as exc:
+            return to_errno(exc)
+        return None
+
+    def tree(fs, path="/"):
+        out = {}
+        for name, st in fs.readdir(path)[2:]:
+            child = path.rstrip("/") + "/" + name
+            if stat.S_ISDIR(st["st_mode"]):
+                out[child] = "d"
+                out.update(tree(fs, child))
+            else:
+                out[child] = read_file(fs, child)
+        return out
+
+    counter = [0]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(hs.lists(op, max_size=15))
+    def check(ops):
+        counter[0] += 1
+        store = MemoryStore()
+        cache = Cache(str(tmp_path / ("m%d" % counter[0])), store, background_fill=False)
+        fs = FileSystem(store, Config(bucket="b", stat_cache_expire=expire), cache)
+        model = {}
+        try:
+            for kind, p, arg in ops:
+                assert fs_apply(fs, kind, p, arg) == model_apply(model, kind, p, arg), (kind, p, arg)
+            assert tree(fs) == model
+        finally:
+            fs.destroy()
+
+    check()
