@@ -461,7 +461,8 @@ def w_rss(ctx: Ctx, peer: Peer, run: int) -> list:
             stop.set()
             t.join(5)
         hwm = max(_status_kb(pid, "VmHWM"), peak[0])
-        r = Sample("rss", mr, peer.name, run, hwm / 1024.0 if w.error == "" else None, "MB", False,
+        # /proc reports KiB; MB here are 10^6 bytes, as in the target (< 200 MB).
+        r = Sample("rss", mr, peer.name, run, hwm * 1024 / 1e6 if w.error == "" else None, "MB", False,
                    dict(w.requests), w.bytes_in, w.bytes_out, w.error)
         return [r, w]
     finally:
