@@ -32,10 +32,14 @@ Caches (invariants):
   ``max_stat_cache_size`` entries (least recently used dropped first).  Entries
   are never mutated once cached: writers build a new one and call
   :meth:`remember`.  ``lookup(fresh=True)`` (used by open) never answers from it.
-* A listing refreshes the cache: a cached file entry whose ETag and size equal
-  the LIST entry's is still right (same object version, same headers) and is
-  kept without a HEAD; every other entry is HEADed in parallel
-  (``multireq_max`` at once) so that ``ls -l`` shows the real modes and owners.
+* A listing refreshes the cache: a cached file entry (even expired) whose ETag,
+  size and Last-Modified equal the LIST entry's is still right (same object
+  version; a header change by copy-onto-itself moves Last-Modified) and is shown
+  without a HEAD, keeping its age (so ``stat`` still HEADs it after the expiry);
+  every other entry is HEADed in parallel (``multireq_max`` at once) so that
+  ``ls -l`` shows the real modes and owners.  Last-Modified has whole seconds: a
+  header change made within the second of the previous write is seen by listings
+  only once ``stat`` has refreshed the entry.
 * The negative cache remembers missing paths for the same lifetime, unless
   disabled (``neg_cache`` false, ``-o disable_noobj_cache``).  Every path this mount
   creates is removed from it by :meth:`remember`; a listing removes what it saw.
@@ -322,6 +326,7 @@ class Namespace:
 
         jobs = {}   # name -> callable returning Optional[Entry]
         result = {}
+        reused = {}  # validated by LIST data: not re-remembered, so their age still bounds staleness
         for name, info in files.items():
             child = join(path, name)
             if name in dirs:
@@ -333,7 +338,7 @@ class Namespace:
                     continue
             cached = self._validated(child, info)
             if cached is not None:
-                result[name] = cached
+                reused[name] = cached
             else:
                 jobs[name] = (lambda c=child, i=info: self._head_file(c, i))
         for name, form in dirs.items():
@@ -356,6 +361,7 @@ class Namespace:
                     result[name] = entry
         for entry in result.values():
             self.remember(entry)
+        result.update(reused)
         return sorted(result.items())
 
     def _validated(self, path: str, info: ObjectInfo) -> Optional[Entry]:
@@ -365,8 +371,8 @@ class Namespace:
         if item is None:
             return None
         entry = item[0]
-        if entry.form == FILE and entry.info is not None and entry.info.etag == info.etag \
-                and entry.info.size == info.size:
+        if (entry.form == FILE and entry.info is not None and entry.info.etag == info.etag
+                and entry.info.size == info.size and entry.info.last_modified == info.last_modified):
             return entry
         return None
 

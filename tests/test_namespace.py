@@ -113,3 +113,12 @@ def test_listdir_heads_in_parallel_and_revalidates_by_etag(store, clock):
     assert listing["f05"].attr.uid == 99 and listing["f05"].attr.size == 7
     assert store.counts["HeadObject"] == heads + 1 + 2  # f05, plus the two directories
     ns.close()
+
+
+def test_listing_notices_header_changes_by_other_clients(store, clock):
+    store.put("d/f", b"x", meta={"mode": "33188"})
+    ns = make_ns(store, clock, stat_cache_expire=5)
+    assert dict(ns.listdir("/d"))["f"].attr.mode == 0o100644
+    clock.t += 1
+    store.copy("d/f", "d/f", meta={"mode": "33152"})  # another client's chmod: same ETag and size
+    assert dict(ns.listdir("/d"))["f"].attr.mode == 0o100600
