@@ -15,7 +15,8 @@ Faithful where the core could tell the difference:
   continuation token that is the last key or prefix returned (OSS ``NextMarker``);
   the token is None exactly when nothing follows.
 * Metadata dictionaries are copied on the way in and on the way out: a caller
-  mutating what it passed or got back never changes the stored object.
+  mutating what it passed or got back never changes the stored object.  Names are
+  lower-cased, as HTTP headers come back from OSS.
 * ``if_match`` mismatches raise ``PreconditionFailed``; missing keys ``NotFound``;
   parts smaller than ``min_part_size`` (100 KiB, as OSS) other than the last one make
   ``complete_multipart`` fail with ``EntityTooSmall``; unknown or mismatched parts
@@ -160,7 +161,8 @@ class MemoryStore:
                etag: Optional[str] = None, object_type: str = "Normal") -> ObjectInfo:
         info = ObjectInfo(key=key, size=len(data), etag=etag or _md5_hex(data),
                           last_modified=self._now(), content_type=content_type or DEFAULT_CONTENT_TYPE,
-                          meta=dict(meta or {}), crc64=crc64(data), object_type=object_type)
+                          meta={str(k).lower(): str(v) for k, v in (meta or {}).items()},
+                          crc64=crc64(data), object_type=object_type)
         self._objects[key] = _Object(data, info)
         return self._out(info)
 
