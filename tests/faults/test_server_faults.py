@@ -24,9 +24,9 @@ def _uploads(stats) -> int:
     return r.get("PutObject", 0) + r.get("UploadPart", 0)
 
 
-@pytest.mark.parametrize("fault_rate", [0.1, 0.2])
-def test_random_5xx_never_reach_the_workload(oss_server, mounter, fault_rate):
-    m = mounter(**FAULT_MOUNT_OPTS)
+@pytest.mark.parametrize("fault_rate,retries", [(0.1, 5), (0.2, 10)])
+def test_random_5xx_never_reach_the_workload(oss_server, mounter, fault_rate, retries):
+    m = mounter(**dict(FAULT_MOUNT_OPTS, retries=retries))
     files = workload_files()
     oss_server.reset_stats()
     oss_server.set_faults(fault_rate=fault_rate)
@@ -135,3 +135,59 @@ def test_server_restarted_while_the_workload_runs(oss_server, mounter):
     assert len(res.closed) == len(files)
     assert_intact(oss_server, res.closed)
     assert_answers(m, files)
+
+
+def _start_again(server, port):
+    for _ in range(50):
+        try:
+            server.start(port)
+            return
+        except RuntimeError:
+            time.sleep(0.2)
+    server.start(port)
+
+
+def test_server_down_gives_eio_and_keeps_data_for_later(oss_server, mounter):
+    """While the server is down: a lookup of an unknown name and a create are EIO (never
+    ENOENT), within the retry budget; a file opened before the outage and closed
+    during it gets EIO from close(), keeps its data in the cache, and the data reaches
+    the bucket once the server is back (here: at unmount)."""
+    import errno
+    import hashlib
+    import os
+    from .conftest import content, write_one
+    m = mounter(**dict(FAULT_MOUNT_OPTS, retries=2, connect_timeout=3, readwrite_timeout=5))
+    write_one(m.p("before.bin"), content("before.bin", 64 * KiB))
+    pending = content("pending.bin", 300 * KiB)
+    f = open(m.p("pending.bin"), "wb", buffering=0)
+    f.write(pending)
+    port = oss_server.port
+    oss_server.stop()
+    outcome = {}
+
+    def attempt():
+        t0 = time.monotonic()
+        for what, fn in (("stat", lambda: os.stat(m.p("never-seen"))),
+                         ("create", lambda: open(m.p("during.bin"), "wb").close()),
+                         ("close", f.close)):
+            try:
+                fn()
+                outcome[what] = "ok"
+            except OSError as exc:
+                outcome[what] = errno.errorcode.get(exc.errno)
+        outcome["seconds"] = time.monotonic() - t0
+
+    try:
+        t = threading.Thread(target=attempt, daemon=True)
+        t.start()
+        t.join(150)
+        assert not t.is_alive(), "the mount hung while the server was down"
+    finally:
+        _start_again(oss_server, port)
+    assert outcome == {"stat": "EIO", "create": "EIO", "close": "EIO", "seconds": outcome["seconds"]}
+    assert outcome["seconds"] < 120, outcome
+    # The mount answers again once the server is back; the unmount sends the data.
+    assert "before.bin" in os.listdir(m.path)
+    m.unmount()
+    assert_intact(oss_server, {"pending.bin": hashlib.md5(pending).hexdigest()})
+    assert not oss_server.oss_bucket().object_exists("during.bin")
