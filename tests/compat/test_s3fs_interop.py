@@ -159,28 +159,23 @@ def test_modes_owners_and_mtimes(pair, direction):
     os.utime(p, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
     st_dst = os.stat(os.path.join(dst, "timed"))
     st_src = os.stat(p)
-    # Both represent whole seconds; the nanoseconds survive only where the writer kept them.
-    assert int(st_dst.st_mtime) == 1_500_000_000
-    assert st_dst.st_mtime_ns == st_src.st_mtime_ns or st_src.st_mtime_ns % 10**9 == 0 \
-        or st_dst.st_mtime_ns % 10**9 == 0, (st_src.st_mtime_ns, st_dst.st_mtime_ns)
+    assert st_dst.st_mtime_ns == st_src.st_mtime_ns == 1_500_000_000_987_654_321
 
 
-def test_mtime_nanoseconds_what_each_side_stores(pair):
-    """s3fs 1.90 stores x-amz-meta-mtime as whole seconds; ossfs writes sec.nnnnnnnnn
-    when the nanoseconds are not zero, and s3fs reads the seconds of that value."""
-    write_file(pair.s("by-s3fs"), b"x")
-    os.utime(pair.s("by-s3fs"), ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
-    stored = pair.oss.head_object("by-s3fs").headers["x-oss-meta-mtime"]
-    assert stored.split(".")[0] == "1500000000", stored
-    assert os.stat(pair.o("by-s3fs")).st_mtime_ns == (
-        1_500_000_000_987_654_321 if "." in stored else 1_500_000_000 * 10**9)
-
-    write_file(pair.o("by-ossfs"), b"x")
-    os.utime(pair.o("by-ossfs"), ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
-    stored = pair.oss.head_object("by-ossfs").headers["x-oss-meta-mtime"]
-    assert stored == "1500000000.987654321", stored
-    assert os.stat(pair.o("by-ossfs")).st_mtime_ns == 1_500_000_000_987_654_321
-    assert int(os.stat(pair.s("by-ossfs")).st_mtime) == 1_500_000_000
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_mtime_nanoseconds_survive_both_ways(pair, direction):
+    """s3fs 1.90 and ossfs both store ``x-*-meta-mtime`` as ``sec.nnnnnnnnn`` when the
+    nanoseconds are not zero (whole seconds otherwise), and both read it back exactly."""
+    src, dst = sides(pair, direction)
+    for name, ns in (("frac", 1_500_000_000_987_654_321), ("whole", 1_400_000_000_000_000_000),
+                     ("tiny", 1_300_000_000_000_000_001)):
+        write_file(os.path.join(src, name), b"x")
+        os.utime(os.path.join(src, name), ns=(1_600_000_000_123_456_789, ns))
+        stored = pair.oss.head_object(name).headers["x-oss-meta-mtime"]
+        sec, frac = divmod(ns, 10**9)
+        assert stored == ("%d.%09d" % (sec, frac) if frac else "%d" % sec), (name, stored)
+        assert os.stat(os.path.join(dst, name)).st_mtime_ns == ns, name
+        assert os.stat(os.path.join(src, name)).st_mtime_ns == ns, name
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
