@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -194,6 +195,13 @@ def test_xattrs(pair, direction):
     assert os.getxattr(q, "user.binary") == bytes(range(256))
     if direction == "ossfs_to_s3fs":
         assert os.getxattr(q, "user.empty") == b""
+    # getfattr, as users run it, prints the same on both sides.
+    dumps = [subprocess.run(["getfattr", "-d", "-m", "-", "-e", "base64", os.path.join(root, "x.txt")],
+                            capture_output=True, text=True, timeout=30, cwd=root).stdout.splitlines()[1:]
+             for root in (src, dst)]
+    if direction == "ossfs_to_s3fs":
+        assert dumps[0] == dumps[1]
+    assert 'user.plain=0saGVsbG8=' in dumps[1], dumps
     os.removexattr(p, "user.plain")
     expected.remove("user.plain")
     assert sorted(os.listxattr(q)) == sorted(expected)
