@@ -33,7 +33,7 @@ sys.path.insert(1, os.path.dirname(HERE))
 from harness import report                                    # noqa: E402
 from harness.common import SCALES, MiB, BenchError            # noqa: E402
 from harness.peers import ALL_PEERS, MountPeer, make_peer, write_passwd   # noqa: E402
-from harness.server import Probe, Server                      # noqa: E402
+from harness.server import Probe, Server, snapshot_code                      # noqa: E402
 from harness.workloads import RUNNERS, WORKLOADS, Ctx, prepare_list        # noqa: E402
 
 log = logging.getLogger("bench")
@@ -51,6 +51,9 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"), help="markdown report (default %(default)s)")
     p.add_argument("--work", default="/var/tmp/ossfs-bench",
                    help="scratch directory on the local disk (default %(default)s)")
+    p.add_argument("--code", choices=["worktree", "head"], default="worktree",
+                   help="run ossfs and ossfs-server from a copy of the checkout's files as they are "
+                        "(worktree, default) or of its last commit (head)")
     p.add_argument("--note", default="", help="a line added to the report (e.g. 'machine shared')")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -115,14 +118,14 @@ def versions(peers) -> dict:
 
 def write_report(args, res, peers, info, vers, settings, started, elapsed) -> str:
     md = ["# ossfs benchmark results", "",
-          "Produced by `python3 benchmarks/run.py --scale %s --runs %d --only %s --peers %s` on %s "
+          "Produced by `python3 benchmarks/run.py --scale %s --runs %d --only %s --peers %s --code %s` on %s "
           "(%.0f min).  Medians of %d run(s); ↑ higher is better, ↓ lower is better.  Ratios are "
           "ossfs's speed-up (>1: ossfs better).  How each number is measured: `benchmarks/README.md`."
-          % (args.scale, args.runs, ",".join(args.only), ",".join(args.peers),
+          % (args.scale, args.runs, ",".join(args.only), ",".join(args.peers), args.code,
              started.strftime("%Y-%m-%d %H:%M UTC"), elapsed / 60, args.runs), ""]
     once = [w for w in args.once if w in args.only]
     if once:
-        md[2] = md[2].replace("--peers", "--once %s --peers" % ",".join(once))
+        md[2] = md[2].replace(" --peers", " --once %s --peers" % ",".join(once))
         md += ["Run once only (their numbers are single runs): %s." % ", ".join(once), ""]
     if args.note:
         md += ["**Note:** " + args.note, ""]
@@ -164,6 +167,7 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     try:
+        snapshot_code(work, args.code)
         server.start()
         write_passwd(work)
         probe = Probe(server.url)

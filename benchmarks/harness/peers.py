@@ -29,7 +29,7 @@ import sys
 import time
 
 from .common import BenchError, drop_kernel_caches, is_mounted, wait_until
-from .server import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, REPO, Server
+from .server import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, CODE, Server, code_env
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +174,12 @@ class OssfsPeer(MountPeer):
                 "url=%s,passwd_file=%s,use_cache=%s" % (self.server.url, self.passwd, self.cache)]
 
     def environ(self):
-        return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        return code_env()
 
     def version(self):
         p = subprocess.run([sys.executable, "-c", "import ossfs; print(ossfs.__version__)"],
-                           stdout=subprocess.PIPE, env=self.environ(), timeout=30)
-        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, timeout=30).stdout.decode().strip()
-        return p.stdout.decode().strip() + (" (git %s)" % rev if rev else "")
+                           stdout=subprocess.PIPE, env=self.environ(), cwd=self.work, timeout=30)
+        return p.stdout.decode().strip() + (" (git %s)" % CODE["rev"] if CODE["rev"] else "")
 
 
 class S3fsPeer(MountPeer):

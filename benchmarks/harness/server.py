@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +34,35 @@ ACCESS_KEY_ID = "OSSFSBENCHKEY"
 ACCESS_KEY_SECRET = "ossfs-bench-secret-0123456789"
 BUCKET = "bench"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Where the ossfs package (mount and server) is imported from; see snapshot_code().
+CODE = {"path": REPO, "rev": ""}
+
+
+def snapshot_code(work: str, source: str = "worktree") -> None:
+    """Copies the checkout's ``ossfs/`` package under ``work`` and runs every ossfs and
+    ossfs-server process from that copy, so that a change landing in the checkout during
+    a long run does not mix two versions in one table.  ``source``: ``worktree`` (the
+    files as they are) or ``head`` (the last commit, without uncommitted edits)."""
+    dst = os.path.join(work, "code")
+    git = lambda *a: subprocess.run(["git", "-C", REPO] + list(a), stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, timeout=60).stdout
+    rev = git("rev-parse", "--short", "HEAD").decode().strip()
+    if source == "head":
+        os.makedirs(dst)
+        tar = git("archive", "--format=tar", "HEAD", "ossfs")
+        if not tar:
+            raise BenchError("git archive HEAD ossfs failed in %s" % REPO)
+        subprocess.run(["tar", "-x", "-C", dst], input=tar, check=True, timeout=60)
+        CODE.update(path=dst, rev=rev)
+        return
+    shutil.copytree(os.path.join(REPO, "ossfs"), os.path.join(dst, "ossfs"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    dirty = git("status", "--porcelain", "--", "ossfs").decode().strip()
+    CODE.update(path=dst, rev=rev + (" + uncommitted changes" if dirty else ""))
+
+
+def code_env() -> dict:
+    return dict(os.environ, PYTHONPATH=CODE["path"] + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 # What s3fs (and ossfs 1.x) write on an object it creates: a regular file, 0644.
 S3FS_FILE_META = {"x-oss-meta-mode": "33188", "x-oss-meta-uid": "0", "x-oss-meta-gid": "0"}
@@ -55,13 +85,12 @@ class Server:
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         # The secret goes through the environment, never the command line (ps shows that).
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   OSSFS_SERVER_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
+        env = dict(code_env(), OSSFS_SERVER_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ossfs.server", "--data", self.data_dir, "--port", "0",
              "--access-key-id", ACCESS_KEY_ID, "--bucket", BUCKET],
             stdout=subprocess.PIPE, stderr=open(os.path.join(self.data_dir, "..", "server.log"), "wb"),
-            env=env, cwd=REPO)
+            env=env, cwd=self.data_dir)
         line = self.proc.stdout.readline().decode(errors="replace")
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
         if not m:
