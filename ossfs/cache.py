@@ -78,7 +78,7 @@ from typing import Callable, Optional
 
 import diskcache
 
-from .errors import FsError, PreconditionFailed, StoreError
+from .errors import FsError, NotFound, PreconditionFailed, StoreError
 from .store import ObjectInfo
 from .transfer import BaseObject, Downloader, UploadCheckpoint, Uploader
 
@@ -491,6 +491,31 @@ class StagedFile:
                 self.rec.etag = None
                 self.dirty_ranges = None
                 self.persist()
+
+    def make_standalone(self) -> int:
+        """Cut the file loose from the object it was staged from (recovery of a
+        conflicting version): fetch what is missing while that version still exists,
+        then treat every byte as written.  Bytes the bucket no longer has (the object
+        was replaced or deleted since) stay as the zeros of the sparse staged file;
+        returns how many, so that the caller can say so."""
+        with self.io_lock:
+            with self.lock:
+                size = self.rec.size
+            lost = 0
+            try:
+                self._fetch_locked(0, size)
+            except (PreconditionFailed, NotFound):
+                with self.lock:
+                    miss = self._missing(0, size)
+                    lost = sum(e - s for s, e in miss)
+                    for s, e in miss:
+                        self.ranges.add(s, e)
+            with self.lock:
+                self._mark_dirty_locked()
+                self.rec.etag = None
+                self.dirty_ranges = None
+                self.persist()
+            return lost
 
     def close_fd(self) -> None:
         """Close the fd at unmount, whatever the handle count."""

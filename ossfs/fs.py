@@ -16,9 +16,21 @@ lists the same):
   size, mtime and attributes, whatever the bucket says.
 * **Durability.**  Writes go to the staged file.  ``flush`` (called by the kernel on
   every ``close``) and ``fsync`` upload a dirty file and return only after the
-  upload succeeded; a failed upload gives EIO and the data stays dirty in the cache
-  (never deleted), to be sent by the next flush, release, unmount, or the next
-  mount.  ``release`` of the last handle uploads what is still dirty.
+  upload succeeded.  An upload that fails for a temporary reason (server down,
+  5xx, timeouts, dropped connections: what the store retried ``retries`` times
+  already) is tried again, whole but resuming its checkpoint, up to ``retries``
+  more times after 1, 2, 4 ... 30 s (jittered), so that an outage of a minute or so
+  makes ``close`` wait, not fail.  Then, or at once for a permanent failure, the
+  call gives EIO and the data stays dirty in the cache (never deleted), to be sent
+  by the next flush, release, the background uploader (every
+  :data:`RETRY_INTERVAL` seconds), unmount, or the next mount.  ``release`` of the
+  last handle uploads what is still dirty.
+* **Recovery.**  At mount (``init``), a background thread uploads the dirty files an
+  earlier run left in the cache, resuming their multipart checkpoints.  If the
+  object changed in the bucket since the file was staged (another ETag, or an
+  object where there was none), the local version goes to
+  :func:`conflict_key` instead and a WARNING says so; the other writer's version
+  stays at the key.  See ``docs/durability.md``.
 * **Attributes** (chmod, chown, utimens, xattrs) of a closed or clean file: the
   object is copied onto itself with the new headers (directive REPLACE, ctime =
   now, other user headers kept).  Of a dirty file (open, or closed with its upload
@@ -69,6 +81,8 @@ import logging
 import mimetypes
 import os
 import posixpath
+import random
+import socket
 import stat
 import threading
 import time
@@ -77,7 +91,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .cache import Cache, StagedFile
-from .errors import FsError, NotFound, PreconditionFailed, StoreError
+from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
 from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, meta_from_attr
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, join, key_of)
@@ -92,6 +106,8 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 MAX_NAME = 255
 MAX_KEY = 1023
+RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
+CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
 
 
@@ -117,6 +133,14 @@ class Handle:
     @property
     def writable(self) -> bool:
         return self.flags & os.O_ACCMODE != os.O_RDONLY
+
+
+def conflict_key(key: str, when: float, host: Optional[str] = None) -> str:
+    """Where a local version that conflicts with the bucket is kept:
+    ``<key>.ossfs-conflict-<UTC YYYYmmddTHHMMSSZ>-<hostname>``."""
+    host = host or socket.gethostname() or "localhost"
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in host)[:64]
+    return "%s.ossfs-conflict-%s-%s" % (key, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when)), host)
 
 
 def _opt(config, name, default):
@@ -166,14 +190,72 @@ class FileSystem:
         self._next_fh = 1         # GUARDED_BY(_lock)
         self._pool: Optional[ThreadPoolExecutor] = None  # GUARDED_BY(_lock)
         self._destroyed = False   # GUARDED_BY(_lock)
+        self.upload_retries = max(0, int(_opt(config, "retries", 5)))
+        self.retry_interval = RETRY_INTERVAL
+        self._bg_stop = threading.Event()
+        self._bg: Optional[threading.Thread] = None
+        self._unchecked: set = set()  # file_ids found dirty at init, not yet checked for conflicts (bg thread)
 
     # --- lifecycle ---
 
     def init(self) -> None:
+        """The mount serves requests: start the background uploader, which first
+        recovers what an earlier run left dirty (see the module docstring)."""
         dirty = self.cache.dirty_entries()
         if dirty:
-            log.warning("%d file(s) with changes not yet in the bucket are in the cache; "
-                        "they are uploaded at their next close or at unmount", len(dirty))
+            log.warning("%d file(s) with changes not yet in the bucket are in the cache (left by an earlier "
+                        "run); uploading them in the background", len(dirty))
+        self._unchecked = {rec.file_id for rec in dirty}
+        self._bg = threading.Thread(target=self._background_uploads, name="ossfs-uploader", daemon=True)
+        self._bg.start()
+
+    def _background_uploads(self) -> None:
+        delay = 0.0
+        while not self._bg_stop.wait(delay):
+            delay = self.retry_interval
+            for rec in self.cache.dirty_closed():
+                if self._bg_stop.is_set():
+                    return
+                try:
+                    self.recover(rec.key, rec.file_id)
+                except (FsError, StoreError, OSError) as exc:
+                    log.warning("%r is still waiting for its upload (kept in the cache, retried in %d s): %s",
+                                rec.key, delay, exc)
+
+    def recover(self, key: str, file_id: str) -> Optional[str]:
+        """Upload the dirty closed staged file ``file_id`` of ``key``; a file left by an
+        earlier run is first checked for a conflict with the bucket.  Returns the key it
+        was uploaded to (None when skipped: the user has it open, and their close
+        uploads it).  Raises on failure (it stays dirty)."""
+        sf = self.cache.open(key, None)  # the dirty closed record wins
+        try:
+            with sf.lock:
+                if sf.rec.file_id != file_id or sf.rec.open_count > 1 or not sf.rec.dirty or sf.detached:
+                    return None
+                staged_from = sf.rec.etag
+            target = key
+            if file_id in self._unchecked:
+                try:
+                    current = self.store.head(key)
+                except NotFound:
+                    current = None
+                if current is not None and current.etag != staged_from:
+                    target = conflict_key(key, self.clock())
+                    log.warning("%r changed in the bucket since this host staged it (ETag %s, staged from %s); "
+                                "the bucket's version stays, the local one is kept as %r",
+                                key, current.etag, staged_from or "no object", target)
+                    lost = sf.make_standalone()
+                    if lost:
+                        log.warning("%r: %d bytes of the local version were never staged and the bucket no "
+                                    "longer has them; they are zeros in %r", key, lost, target)
+                    self.cache.rekey(sf, target)
+                self._unchecked.discard(file_id)
+            sf.upload()  # resumes its checkpoint
+            log.info("uploaded %r, left unsent in the cache", target)
+            self.ns.forget("/" + target)
+            return target
+        finally:
+            self.cache.release(sf)
 
     def destroy(self) -> None:
         """Upload everything dirty (unmount, SIGTERM), then stop.  Idempotent."""
@@ -181,6 +263,9 @@ class FileSystem:
             if self._destroyed:
                 return
             self._destroyed = True
+        self._bg_stop.set()
+        if self._bg is not None:
+            self._bg.join()  # an upload under way finishes (or fails) first
         for sf in self.cache.open_files():
             if sf.dirty and not sf.detached:
                 try:
@@ -550,12 +635,26 @@ class FileSystem:
             ctype = sf.rec.content_type or self._content_type(sf.key)
         meta = meta_from_attr(attr)
         sf.set_meta(meta, content_type=ctype)
-        try:
-            info = sf.upload()
-        except (StoreError, OSError) as exc:
+        attempt = 0
+        while True:
+            try:
+                info = sf.upload()
+                break
+            except TransientError as exc:
+                if attempt >= self.upload_retries:
+                    failure = exc
+                else:
+                    delay = min(CLOSE_BACKOFF_CAP, 2.0 ** attempt) * random.uniform(0.5, 1.0)
+                    attempt += 1
+                    log.warning("upload of %r failed (%s); trying again in %.1f s (%d/%d)",
+                                sf.key, exc, delay, attempt, self.upload_retries)
+                    time.sleep(delay)
+                    continue
+            except (StoreError, OSError) as exc:
+                failure = exc
             log.error("upload of %r failed; the data stays in the cache and is sent again at the next "
-                      "flush: %s", sf.key, exc)
-            raise FsError(errno.EIO, "upload of %s failed" % sf.key) from exc
+                      "flush, by the background uploader or at unmount: %s", sf.key, failure)
+            raise FsError(errno.EIO, "upload of %s failed" % sf.key) from failure
         if info is not None:
             path = "/" + sf.key
             self.ns.remember(self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), FILE))

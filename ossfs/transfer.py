@@ -13,7 +13,11 @@ one becomes a multipart upload of ``part_size`` parts:
 1. **Initiate, or resume.**  Given an :class:`UploadCheckpoint` for the same key, the
    same part size and the same content version (``fingerprint``), the upload is
    resumed if the server still knows it: ``list_parts`` is asked, and every part the
-   checkpoint records with the same ETag and size is kept and not sent again.  A
+   checkpoint records with the same ETag and size is kept and not sent again.  A part
+   the server holds but the checkpoint does not (the process died between the
+   server's answer and the checkpoint) is kept too when its ETag is the MD5 of the
+   local bytes it covers (its CRC64 is then computed locally), so a crash never costs
+   more than the parts that were really in flight.  A
    checkpoint that no longer matches (the file changed since) is aborted on the
    server, best effort, and a new upload is initiated.  ``on_checkpoint(cp)`` is
    called right after initiate so that the caller can persist the upload id before
@@ -57,6 +61,7 @@ that call.  Do not call ``upload``/``fetch`` from a thread of the executor they 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -65,6 +70,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wa
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Union
 
+import crcmod
+
 from ossfs.errors import NotFound, StoreError
 from ossfs.store import ObjectInfo, ObjectStore, PartInfo
 
@@ -72,6 +79,7 @@ log = logging.getLogger(__name__)
 
 MAX_PARTS = 10000
 MIN_PART_SIZE = 100 * 1024  # OSS refuses smaller non-last parts
+_crc64 = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)  # as OSS
 
 
 @dataclass
@@ -225,7 +233,7 @@ class Uploader:
     # -- multipart ---------------------------------------------------------------
 
     def _resume(self, key: str, checkpoint: Optional[UploadCheckpoint], size: int, part_size: int,
-                fingerprint: str) -> Optional[UploadCheckpoint]:
+                fingerprint: str, fd: Optional[int] = None) -> Optional[UploadCheckpoint]:
         """The checkpoint to continue from (parts verified on the server), or None."""
         if checkpoint is None:
             return None
@@ -244,6 +252,17 @@ class Uploader:
             server = on_server.get(number)
             if server is not None and server.etag == etag and server.size == psize:
                 kept[number] = (etag, psize, crc)
+        if fd is not None:
+            for number, server in sorted(on_server.items()):
+                if number in kept:
+                    continue
+                start = (number - 1) * part_size
+                length = min(part_size, size - start)
+                if length <= 0 or server.size != length:
+                    continue
+                data = os.pread(fd, length, start)
+                if len(data) == length and hashlib.md5(data).hexdigest().lower() == server.etag.strip('"').lower():
+                    kept[number] = (server.etag, length, _crc64(data))
         log.info("upload of %r: resuming upload %s with %d of its parts already on the server",
                  key, checkpoint.upload_id, len(kept))
         return replace(checkpoint, parts=kept)
@@ -251,7 +270,7 @@ class Uploader:
     def _multipart(self, key, fd, size, fingerprint, meta, content_type, checkpoint, on_checkpoint, on_progress,
                    base, dirty_ranges) -> ObjectInfo:
         part_size = self.part_size_for(size)
-        cp = self._resume(key, checkpoint, size, part_size, fingerprint)
+        cp = self._resume(key, checkpoint, size, part_size, fingerprint, fd)
         if cp is None:
             upload_id = self.store.initiate_multipart(key, meta=meta, content_type=content_type)
             cp = UploadCheckpoint(key=key, upload_id=upload_id, part_size=part_size, size=size,

@@ -262,7 +262,8 @@ def test_multipart_upload_of_large_file(make_fs, store):
 
 # --- durability ---
 
-def test_upload_failure_gives_eio_and_keeps_data(fs, store):
+def test_upload_failure_gives_eio_and_keeps_data(make_fs, store):
+    fs = make_fs(retries=0)  # close gives up at once: EIO
     fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
     fs.write("/f", b"precious", 0, fh)
     store.fail_next("PutObject", TransientError("server down"))
@@ -276,7 +277,7 @@ def test_upload_failure_gives_eio_and_keeps_data(fs, store):
 
 
 def test_failed_release_keeps_data_until_unmount(make_fs, store):
-    fs = make_fs()
+    fs = make_fs(retries=0)
     fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
     fs.write("/f", b"keep me", 0, fh)
     store.fail_next("PutObject", TransientError("down"), times=2)
@@ -598,7 +599,8 @@ def test_unlinked_open_file_keeps_working_and_is_not_recreated(fs, store):
     assert "f" not in store.keys()
 
 
-def test_rename_of_file_whose_upload_failed(fs, store):
+def test_rename_of_file_whose_upload_failed(make_fs, store):
+    fs = make_fs(retries=0)  # close gives up at once: EIO
     fh = fs.create("/a", 0o644, os.O_WRONLY | os.O_CREAT, ME)
     fs.write("/a", b"unsent", 0, fh)
     store.fail_next("PutObject", TransientError("down"), times=2)
@@ -677,7 +679,8 @@ def test_odd_keys_do_not_break_listings(fs, store):
     assert [n for n, _ in fs.readdir("/d")] == [".", "..", "ok"]
 
 
-def test_chmod_of_closed_file_whose_upload_failed(fs, store):
+def test_chmod_of_closed_file_whose_upload_failed(make_fs, store):
+    fs = make_fs(retries=0)  # close gives up at once: EIO
     fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
     fs.write("/f", b"x", 0, fh)
     store.fail_next("PutObject", TransientError("down"), times=2)
@@ -848,3 +851,93 @@ def test_namespace_operations_match_a_posix_model(tmp_path, expire):
             fs.destroy()
 
     check()
+
+
+def test_close_waits_through_temporary_failures_then_succeeds(make_fs, store):
+    """A temporary failure at close (what the store's own retries could not get
+    through) is tried again, up to ``retries`` times, and close then succeeds."""
+    fs = make_fs(retries=3)
+    slept = []
+    import ossfs.fs as fs_mod
+    real_sleep = fs_mod.time.sleep
+    fs_mod.time.sleep = slept.append
+    try:
+        fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+        fs.write("/f", b"wait for me", 0, fh)
+        store.fail_next("PutObject", TransientError("down"), times=3)
+        fs.flush("/f", fh)
+    finally:
+        fs_mod.time.sleep = real_sleep
+    fs.release("/f", fh)
+    assert store.peek("f") == b"wait for me"
+    assert len(slept) == 3 and slept[0] <= slept[-1]  # growing waits
+    assert fs.cache.dirty_entries() == []
+
+
+def test_close_gives_eio_when_temporary_failures_outlast_retries(make_fs, store):
+    fs = make_fs(retries=1)
+    import ossfs.fs as fs_mod
+    real_sleep = fs_mod.time.sleep
+    fs_mod.time.sleep = lambda s: None
+    try:
+        fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+        fs.write("/f", b"kept", 0, fh)
+        store.fail_next("PutObject", TransientError("down"), times=2)
+        assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    finally:
+        fs_mod.time.sleep = real_sleep
+    assert [r.key for r in fs.cache.dirty_entries()] == ["f"]
+    fs.release("/f", fh)  # the store answers again: release sends it
+    assert store.peek("f") == b"kept"
+
+
+def test_recover_uploads_dirty_file_of_an_earlier_run(tmp_path, store, clock):
+    """A dirty staged file left by a crash is uploaded by the next mount's
+    background uploader, without anyone opening it."""
+    import time as _time
+    from ossfs.config import Config
+    cache = Cache(str(tmp_path / "c"), store, background_fill=False, clock=clock)
+    sf = cache.open("left.bin", None)
+    sf.set_meta({"mode": "33188"}, content_type="application/octet-stream")
+    sf.write(0, b"left behind")
+    # crash: no release, no close
+    cache._index.close()
+    cache2 = Cache(str(tmp_path / "c"), store, background_fill=False, clock=clock)
+    fs = FileSystem(store, Config(bucket="b"), cache2, clock=clock)
+    try:
+        fs.init()
+        deadline = _time.monotonic() + 10
+        while "left.bin" not in store.keys() and _time.monotonic() < deadline:
+            _time.sleep(0.05)
+        assert store.peek("left.bin") == b"left behind"
+        assert cache2.dirty_entries() == []
+    finally:
+        fs.destroy()
+
+
+def test_recover_keeps_conflicting_local_version_aside(tmp_path, store, clock, caplog):
+    import logging
+    from ossfs.config import Config
+    store.put("doc.txt", b"v1 from the bucket")
+    info = store.head("doc.txt")
+    cache = Cache(str(tmp_path / "c"), store, background_fill=False, clock=clock)
+    sf = cache.open("doc.txt", info)
+    sf.write(0, b"v2 local")
+    cache._index.close()  # crash
+    store.put("doc.txt", b"v3 from another writer")
+    cache2 = Cache(str(tmp_path / "c"), store, background_fill=False, clock=clock)
+    fs = FileSystem(store, Config(bucket="b"), cache2, clock=clock)
+    try:
+        rec = cache2.dirty_entries()[0]
+        fs._unchecked = {rec.file_id}
+        with caplog.at_level(logging.WARNING, logger="ossfs.fs"):
+            target = fs.recover(rec.key, rec.file_id)
+        assert target.startswith("doc.txt.ossfs-conflict-") and target != "doc.txt"
+        assert store.peek("doc.txt") == b"v3 from another writer"
+        # the local bytes; the rest of v1 was never staged and v1 is gone: zeros
+        assert store.peek(target) == b"v2 local" + b"\0" * (len(b"v1 from the bucket") - len(b"v2 local"))
+        assert any("changed in the bucket" in r.getMessage() for r in caplog.records
+                   if r.levelno == logging.WARNING)
+        assert cache2.dirty_entries() == []
+    finally:
+        fs.destroy()
