@@ -53,20 +53,24 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import posixpath
 import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .errors import FsError, NotFound, StoreError
 from .meta import Attr, Defaults, attr_from_info, is_dir_content_type
+from .metacache import MetaCache, Record
 from .store import ObjectInfo
 
 log = logging.getLogger(__name__)
 
 FOLDER_SUFFIX = "_$folder$"
+MAX_LISTINGS = 4096  # directories whose complete name list is kept as negative evidence
+SETTLED = 2.0        # seconds between an object's Last-Modified and our HEAD that prove no later same-second change
 
 # Forms an entry takes in the bucket.
 FILE = "file"          # a plain object (regular file, symlink, fifo, socket)
@@ -130,8 +134,10 @@ class Namespace:
 
     def __init__(self, store, defaults: Defaults, *, root_mode: int = 0o755, stat_cache_expire: float = 900,
                  max_stat_cache_size: int = 100000, neg_cache: bool = True, multireq_max: int = 20,
-                 list_max_keys: int = 1000, clock: Callable[[], float] = time.time):
+                 list_max_keys: int = 1000, clock: Callable[[], float] = time.time,
+                 metacache: Optional[MetaCache] = None):
         self.store = store
+        self.disk = metacache
         self.defaults = defaults
         self.expire = stat_cache_expire
         self.max_size = max_stat_cache_size
@@ -145,6 +151,9 @@ class Namespace:
         self._lock = threading.Lock()
         self._stat: collections.OrderedDict = collections.OrderedDict()  # GUARDED_BY(_lock) path -> (Entry, t)
         self._neg: collections.OrderedDict = collections.OrderedDict()   # GUARDED_BY(_lock) path -> t
+        # GUARDED_BY(_lock) directory path -> (set of child names, t): the names a complete
+        # listing showed at t, kept up to date with this mount's own creates and deletes.
+        self._listed: collections.OrderedDict = collections.OrderedDict()
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
 
@@ -153,6 +162,8 @@ class Namespace:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+        if self.disk is not None:
+            self.disk.close()
 
     # --- caches ---
 
@@ -161,56 +172,158 @@ class Namespace:
             return True
         return self.clock() - t < self.expire
 
+    def _caching(self) -> bool:
+        return self.expire != 0 and self.max_size > 0
+
     def cached(self, path: str) -> Optional[Entry]:
-        """The cached entry for ``path`` if still valid."""
+        """The cached entry for ``path`` if still valid: from memory, else from the
+        persistent cache when its record was checked within ``stat_cache_expire``."""
         with self._lock:
             item = self._stat.get(path)
-            if item is None:
-                return None
-            if not self._fresh(item[1]):
-                return None
-            self._stat.move_to_end(path)
-            return item[0]
+            if item is not None and self._fresh(item[1]):
+                self._stat.move_to_end(path)
+                return item[0]
+        if self.disk is None or path == "/" or not self._caching():
+            return None
+        rec = self.disk.get(key_of(path))
+        if rec is None or not self._fresh(rec.checked):
+            return None
+        entry = self._entry_from_record(path, rec)
+        self._keep([(entry, rec.checked, rec.own)])
+        return entry
 
-    def remember(self, entry: Entry) -> None:
-        """Cache ``entry`` (this mount just created or read it) and forget that its path
-        was missing."""
+    def _keep(self, items) -> None:
+        """Put ``[(Entry, t, own)]`` in the memory cache (no disk write)."""
         with self._lock:
-            self._neg.pop(entry.path, None)
-            if self.expire == 0 or self.max_size <= 0:
-                return
-            self._stat[entry.path] = (entry, self.clock())
-            self._stat.move_to_end(entry.path)
+            for entry, t, own in items:
+                self._neg.pop(entry.path, None)
+                self._add_name(entry.path)
+                if not self._caching():
+                    continue
+                self._stat[entry.path] = (entry, t, own)
+                self._stat.move_to_end(entry.path)
             while len(self._stat) > self.max_size:
                 self._stat.popitem(last=False)
+
+    def remember(self, entry: Entry) -> None:
+        """Cache ``entry``, which this mount has just written (PUT, copy, completed
+        upload: ``entry.info`` is the server's answer plus the headers sent), and forget
+        that its path was missing.  A directory written where nothing was known to exist
+        (mkdir) is known to be empty."""
+        now = self.clock()
+        with self._lock:
+            new_dir = entry.is_dir and self._missing_locked(entry.path)
+        self._keep([(entry, now, True)])
+        if new_dir and self.neg_cache:
+            with self._lock:
+                self._set_listing(entry.path, set(), now)
+        self._persist([(entry, now, True)])
+
+    def _remember_read(self, entries, now: float) -> None:
+        """Cache entries just read from the server (HEAD or LIST)."""
+        items = [(e, now, False) for e in entries]
+        self._keep(items)
+        self._persist(items)
+
+    def _persist(self, items) -> None:
+        if self.disk is None or not self._caching():
+            return
+        records = [r for r in (self._record_of(e, t, own) for e, t, own in items) if r is not None]
+        self.disk.put_many(records)
 
     def forget(self, path: str, missing: bool = False) -> None:
         """Drop what is cached about ``path``; with ``missing``, remember it is gone."""
         with self._lock:
             self._stat.pop(path, None)
             self._neg.pop(path, None)
-            if missing and self.neg_cache and self.expire != 0 and self.max_size > 0:
+            if missing:
+                self._drop_name(path)
+            else:
+                self._add_name(path)
+            if missing and self.neg_cache and self._caching():
                 self._neg[path] = self.clock()
                 while len(self._neg) > self.max_size:
                     self._neg.popitem(last=False)
+        if self.disk is not None and path != "/":
+            self.disk.delete_many([key_of(path)])
 
     def forget_tree(self, path: str) -> None:
         """Drop every cached entry at or below ``path`` (after a directory rename)."""
         below = path.rstrip("/") + "/"
         with self._lock:
-            for cache in (self._stat, self._neg):
+            for cache in (self._stat, self._neg, self._listed):
                 for p in [p for p in cache if p == path or p.startswith(below)]:
                     del cache[p]
+            self._add_name(path)
+        if self.disk is not None and path != "/":
+            self.disk.delete_tree(key_of(path))
 
-    def _known_missing(self, path: str) -> bool:
-        with self._lock:
-            t = self._neg.get(path)
-            if t is None:
-                return False
+    # Directory listings as negative evidence; callers hold _lock.
+
+    def _set_listing(self, path: str, names: set, t: float) -> None:
+        self._listed[path] = (names, t)
+        self._listed.move_to_end(path)
+        while len(self._listed) > MAX_LISTINGS:
+            self._listed.popitem(last=False)
+
+    def _add_name(self, path: str) -> None:
+        if path == "/":
+            return
+        parent, name = path.rsplit("/", 1)
+        item = self._listed.get(parent or "/")
+        if item is not None:
+            item[0].add(name)
+
+    def _drop_name(self, path: str) -> None:
+        if path == "/":
+            return
+        parent, name = path.rsplit("/", 1)
+        item = self._listed.get(parent or "/")
+        if item is not None:
+            item[0].discard(name)
+
+    def _missing_locked(self, path: str) -> bool:
+        t = self._neg.get(path)
+        if t is not None:
             if self._fresh(t):
                 return True
             del self._neg[path]
+        if not self.neg_cache or path == "/":
             return False
+        parent, name = path.rsplit("/", 1)
+        item = self._listed.get(parent or "/")
+        if item is None:
+            return False
+        if not self._fresh(item[1]):
+            del self._listed[parent or "/"]
+            return False
+        return name not in item[0]
+
+    def _known_missing(self, path: str) -> bool:
+        with self._lock:
+            return self._missing_locked(path)
+
+    # Entries <-> persistent records.
+
+    def _record_of(self, entry: Entry, t: float, own: bool) -> Optional[Record]:
+        if entry.form == ROOT:
+            return None
+        info = entry.info
+        if info is None:
+            if entry.form != IMPLICIT:
+                return None
+            return Record(key_of(entry.path), IMPLICIT, None, checked=t)
+        if info.meta is None:
+            return None  # only LIST data (a failed HEAD): not worth keeping
+        return Record(key_of(entry.path), entry.form, info.key, info.size, info.etag, info.last_modified,
+                      info.content_type, info.meta, info.object_type, t, own)
+
+    def _entry_from_record(self, path: str, rec: Record) -> Entry:
+        if rec.form == IMPLICIT or rec.obj_key is None:
+            return self.implicit_entry(path)
+        info = ObjectInfo(rec.obj_key, rec.size, rec.etag, rec.last_modified, rec.content_type,
+                          dict(rec.meta or {}), None, rec.object_type)
+        return self.entry_from_info(path, info, rec.form)
 
     # --- resolution ---
 
@@ -235,11 +348,12 @@ class Namespace:
                 return entry
             if self._known_missing(path):
                 raise FsError(errno.ENOENT)
+        now = self.clock()
         entry = self._resolve(path)
         if entry is None:
             self.forget(path, missing=True)
             raise FsError(errno.ENOENT)
-        self.remember(entry)
+        self._remember_read([entry], now)
         return entry
 
     def _head(self, key: str) -> Optional[ObjectInfo]:
@@ -324,21 +438,30 @@ class Namespace:
             if token is None:
                 break
 
+        now = self.clock()
         jobs = {}   # name -> callable returning Optional[Entry]
         result = {}
-        reused = {}  # validated by LIST data: not re-remembered, so their age still bounds staleness
+        reused = {}  # name -> (Entry, t, own, changed): validated by LIST data, no HEAD
+        plain = {}   # name -> ObjectInfo of the files that need validating
         for name, info in files.items():
             child = join(path, name)
             if name in dirs:
-                if info.size > 0:
-                    dirs.pop(name)  # a non-empty file hides the directory (module docstring)
-                else:
-                    dirs.pop(name)
+                dirs.pop(name)
+                if info.size == 0:
                     jobs[name] = (lambda c=child: self._lookup_quiet(c))
                     continue
-            cached = self._validated(child, info)
-            if cached is not None:
-                reused[name] = cached
+                # a non-empty file hides the directory (module docstring)
+            plain[name] = info
+        records = {}
+        if self.disk is not None and plain and self._caching():
+            with self._lock:
+                missing = [n for n in plain if join(path, n) not in self._stat]
+            records = self.disk.get_many(key_of(join(path, n)) for n in missing)
+        for name, info in plain.items():
+            child = join(path, name)
+            item = self._validated(child, info, records.get(key_of(child)), now)
+            if item is not None:
+                reused[name] = item
             else:
                 jobs[name] = (lambda c=child, i=info: self._head_file(c, i))
         for name, form in dirs.items():
@@ -356,25 +479,74 @@ class Namespace:
                 pool = self._get_pool()
                 futures = {name: pool.submit(fn) for name, fn in jobs.items()}
                 done = {name: fut.result() for name, fut in futures.items()}
-            for name, entry in done.items():
-                if entry is not None:
-                    result[name] = entry
-        for entry in result.values():
-            self.remember(entry)
-        result.update(reused)
+            fetched = [entry for entry in done.values() if entry is not None]
+            self._remember_read(fetched, now)
+            for entry in fetched:
+                result[posixpath.basename(entry.path)] = entry
+        if reused:
+            self._keep([item[:3] for item in reused.values()])
+            # Rows whose check time moved or whose own Last-Modified was corrected.
+            self._persist([item[:3] for item in reused.values() if item[3]])
+        names = set(files) | set(dirs) | set(result)
+        with self._lock:
+            if self.neg_cache and self._caching():
+                self._set_listing(path, set(names), now)
+            for name in names:
+                self._neg.pop(join(path, name), None)
+        self._prune(path, names, now)
+        result.update((name, item[0]) for name, item in reused.items())
         return sorted(result.items())
 
-    def _validated(self, path: str, info: ObjectInfo) -> Optional[Entry]:
-        """A cached file entry (even expired) still describing the LIST's object version."""
+    def _prune(self, path: str, names: set, listed_at: float) -> None:
+        """Forget the children of ``path`` that the listing started at ``listed_at``
+        no longer shows (rows written after it started may describe newer objects)."""
+        if self.disk is None:
+            return
+        prefix = dir_prefix(path)
+        gone = [k for k, checked in self.disk.children(prefix)
+                if checked < listed_at and k[len(prefix):] not in names]
+        if not gone:
+            return
+        with self._lock:
+            for k in gone:
+                self._stat.pop("/" + k, None)
+        self.disk.delete_many(gone)
+
+    def _validated(self, path: str, info: ObjectInfo, rec: Optional[Record], now: float):
+        """``(Entry, t, own, changed)`` of a cached file (memory, or ``rec`` from disk; even
+        expired) still describing the LIST's object version, else None.  ``t`` moves to
+        ``now`` when the record was taken at least ``SETTLED`` seconds after the object's
+        Last-Modified: a later change would have moved Last-Modified."""
         with self._lock:
             item = self._stat.get(path)
-        if item is None:
+        if item is not None:
+            entry, t, own = item
+            if entry.form != FILE or entry.info is None or entry.info.meta is None:
+                return None
+            etag, size, lm = entry.info.etag, entry.info.size, entry.info.last_modified
+        elif rec is not None:
+            if rec.form != FILE or rec.meta is None:
+                return None
+            entry, t, own = None, rec.checked, rec.own
+            etag, size, lm = rec.etag, rec.size, rec.last_modified
+        else:
             return None
-        entry = item[0]
-        if (entry.form == FILE and entry.info is not None and entry.info.etag == info.etag
-                and entry.info.size == info.size and entry.info.last_modified == info.last_modified):
-            return entry
-        return None
+        if etag != info.etag or size != info.size:
+            return None
+        if own:
+            if abs(lm - info.last_modified) > 1.0:
+                return None
+        elif lm != info.last_modified:
+            return None
+        if entry is None:
+            entry = self._entry_from_record(path, rec)
+        if own:
+            # Our write's time stamp came from the server's answer; LIST has the object's own.
+            entry = replace(entry, info=replace(entry.info, last_modified=info.last_modified))
+            return entry, t, False, True
+        if t - lm >= SETTLED and t != now:
+            return entry, now, own, True
+        return entry, t, own, False
 
     def _lookup_quiet(self, path: str) -> Optional[Entry]:
         try:

@@ -1,0 +1,110 @@
+"""What a listing costs in requests: ``ls -l``, ``find`` and small files against a real
+mount, counted by the server (``GET /_ossfs/stats``).
+
+The counts are behaviour (``namespace.py``, ``metacache.py``): the first ``ls -l`` of
+a directory costs its LIST pages and one HEAD per object; after that, and after a
+remount on the same cache directory, an object whose ETag, size and Last-Modified the
+LIST shows unchanged costs no HEAD at all.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+N = 2000          # objects in the big directory
+PAGES = 3         # LIST pages of big/: its marker and N objects, 1,000 keys a page
+SMALL = 200       # small files written through the mount
+S3FS_HEADERS = {"x-oss-meta-mode": str(0o100640), "x-oss-meta-uid": "1234", "x-oss-meta-gid": "2345",
+                "x-oss-meta-mtime": "1700000000"}
+
+
+def requests(server) -> dict:
+    return {k: v for k, v in server.stats()["requests"].items() if v}
+
+
+def ls_l(path: str) -> list:
+    out = subprocess.run(["ls", "-ln", "--time-style=+%s", path], capture_output=True, text=True, timeout=300,
+                         check=True).stdout
+    return [line for line in out.splitlines() if not line.startswith("total")]
+
+
+@pytest.fixture
+def big_dir(oss_server):
+    bucket = oss_server.oss_bucket()
+    bucket.put_object("big/", b"", headers={"Content-Type": "application/x-directory"})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: bucket.put_object("big/f%05d" % i, b"x" * (i % 7), headers=S3FS_HEADERS),
+                      range(N)))
+    return bucket
+
+
+def test_ls_l_costs_lists_only_once_attributes_are_known(mounter, big_dir, oss_server):
+    m = mounter()
+    big = m.p("big")
+    os.stat(big)
+    oss_server.reset_stats()
+    lines = ls_l(big)
+    assert len(lines) == N
+    assert all(line.split()[0] == "-rw-r-----" and line.split()[2:4] == ["1234", "2345"] for line in lines)
+    first = requests(oss_server)
+    assert first == {"ListObjects": PAGES, "HeadObject": N}, first
+
+    oss_server.reset_stats()
+    assert len(ls_l(big)) == N
+    assert requests(oss_server) == {"ListObjects": PAGES}
+
+    # ls -l asks for ACLs and security labels per entry: answered from the attributes.
+    oss_server.reset_stats()
+    for name in ("f00001", "f01999"):
+        for attr in ("system.posix_acl_access", "security.selinux"):
+            with pytest.raises(OSError):
+                os.getxattr(os.path.join(big, name), attr)
+    assert requests(oss_server) == {}
+
+    # Remount on the same cache directory: the attributes are still known.
+    m.unmount()
+    m.start()
+    oss_server.reset_stats()
+    assert ls_l(big) == lines
+    assert requests(oss_server) == {"ListObjects": PAGES}
+
+    # Another client changes one object's content and another's mode (copy onto itself).
+    big_dir.put_object("big/f00010", b"changed", headers=S3FS_HEADERS)
+    big_dir.copy_object(big_dir.bucket_name, "big/f00011", "big/f00011",
+                        headers={**S3FS_HEADERS, "x-oss-meta-mode": str(0o100600),
+                                 "x-oss-metadata-directive": "REPLACE"})
+    big_dir.delete_object("big/f00012")
+    oss_server.reset_stats()
+    after = {line.split()[-1]: line.split() for line in ls_l(big)}
+    assert requests(oss_server) == {"ListObjects": PAGES - 1, "HeadObject": 2}  # 2,000 keys now
+    assert after["f00010"][4] == "7" and after["f00011"][0] == "-rw-------" and "f00012" not in after
+
+    oss_server.reset_stats()
+    out = subprocess.run(["find", m.path, "-type", "f", "-size", "-10c"], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert len(out.splitlines()) == N - 1
+    counts = requests(oss_server)
+    assert "HeadObject" not in counts and "GetObject" not in counts, counts
+
+
+def test_small_files_cost_one_put_each(mount, oss_server):
+    d = mount.p("small")
+    os.mkdir(d)
+    oss_server.reset_stats()
+    for i in range(SMALL):
+        with open(os.path.join(d, "s%03d" % i), "wb") as f:
+            f.write(os.urandom(4096))
+    assert requests(oss_server) == {"PutObject": SMALL}
+
+    oss_server.reset_stats()
+    lines = ls_l(d)
+    assert len(lines) == SMALL and all(line.split()[4] == "4096" for line in lines)
+    assert requests(oss_server) == {"ListObjects": 1}
+
+    oss_server.reset_stats()
+    for i in range(SMALL):
+        os.unlink(os.path.join(d, "s%03d" % i))
+    assert requests(oss_server) == {"DeleteObject": SMALL}
