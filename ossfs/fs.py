@@ -93,6 +93,7 @@ from typing import Callable, Optional
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
 from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, meta_from_attr
+from .metacache import MetaCache
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, join, key_of)
 from .store import ObjectInfo
@@ -173,7 +174,9 @@ class FileSystem:
                             max_stat_cache_size=_opt(config, "max_stat_cache_size", 100000),
                             neg_cache=_opt(config, "neg_cache", True),
                             multireq_max=_opt(config, "multireq_max", 20),
-                            list_max_keys=_opt(config, "list_object_max_keys", 1000), clock=clock)
+                            list_max_keys=_opt(config, "list_object_max_keys", 1000), clock=clock,
+                            # Attributes persist beside the staged files (namespace.py, metacache.py).
+                            metacache=MetaCache(cache.dir) if getattr(cache, "dir", None) else None)
         self.xattr_enabled = bool(_opt(config, "xattr", True))
         self.symlink_in_meta = bool(_opt(config, "symlink_in_meta", False))
         max_dirty = _opt(config, "max_dirty_data", 5120)
