@@ -975,6 +975,24 @@ class Cache:
         _unlink(self._in_use)
 
 
+def checkpointed_uploads(directory: str) -> set:
+    """Upload ids of the multipart uploads that dirty staged files in the cache
+    directory ``directory`` will resume (``ossfs --incomplete-mpu-abort`` keeps them).
+    Reads the index only; creates nothing when there is no cache there."""
+    index = os.path.join(directory, "index")
+    if not os.path.isdir(index):
+        return set()
+    ids = set()
+    with diskcache.Cache(index) as db:
+        for file_id in list(db.iterkeys()):
+            raw = db.get(file_id)
+            if isinstance(raw, dict) and raw.get("dirty") and isinstance(raw.get("checkpoint"), dict):
+                upload_id = raw["checkpoint"].get("upload_id")
+                if upload_id:
+                    ids.add(upload_id)
+    return ids
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)

@@ -125,8 +125,21 @@ def _mpu_list(config, environ, stdout: TextIO) -> int:
 
 
 def _mpu_abort(config, environ, stdout: TextIO) -> int:
-    from ossfs.transfer import abort_incomplete
-    aborted = abort_incomplete(_maintenance_store(config, environ), config.mpu_abort_age)
+    """Abort old incomplete uploads.  With an age (default 24 h), uploads that this
+    host's cache for the bucket (``-o use_cache=``, else the default) will resume are
+    kept and listed; ``=all`` aborts every one, those too (their files stay dirty in
+    the cache and are sent again from the start)."""
+    from ossfs.cache import checkpointed_uploads
+    from ossfs.mount import cache_dir_for
+    from ossfs.transfer import abort_incomplete, list_incomplete
+    store = _maintenance_store(config, environ)
+    keep = set()
+    if config.mpu_abort_age is not None:
+        keep = checkpointed_uploads(cache_dir_for(config))
+        for u in list_incomplete(store):
+            if u.upload_id in keep:
+                stdout.write("kept %s  %s  (a dirty file in this host's cache resumes it)\n" % (u.upload_id, u.key))
+    aborted = abort_incomplete(store, config.mpu_abort_age, keep=keep)
     for u in aborted:
         stdout.write("aborted %s  %s\n" % (u.upload_id, u.key))
     age = "any age" if config.mpu_abort_age is None else "older than %d s" % config.mpu_abort_age

@@ -252,6 +252,7 @@ class FileSystem:
                         log.warning("%r: %d bytes of the local version were never staged and the bucket no "
                                     "longer has them; they are zeros in %r", key, lost, target)
                     self.cache.rekey(sf, target)
+                    self.ns.forget("/" + key)  # what this host remembers of the key is stale
                 self._unchecked.discard(file_id)
             sf.upload()  # resumes its checkpoint
             log.info("uploaded %r, left unsent in the cache", target)

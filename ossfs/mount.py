@@ -107,11 +107,13 @@ SECRETS = SecretFilter()
 
 
 def log_level(config) -> int:
-    """-d means debug; otherwise ``dbglevel``, but errors are always logged (a failed
-    upload must reach syslog even with 1.x's default ``dbglevel=crit``)."""
+    """-d means debug; otherwise ``dbglevel``, but warnings and errors are always
+    logged: a failed upload, or a local version kept aside because another writer
+    changed the object (a WARNING), must reach syslog even with 1.x's default
+    ``dbglevel=crit``."""
     if getattr(config, "debug", 0):
         return logging.DEBUG
-    return min(_LEVELS.get(getattr(config, "dbglevel", "crit"), logging.ERROR), logging.ERROR)
+    return min(_LEVELS.get(getattr(config, "dbglevel", "crit"), logging.WARNING), logging.WARNING)
 
 
 def _install_handler(handler: logging.Handler, level: int, fmt: str) -> None:

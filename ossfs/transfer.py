@@ -405,13 +405,17 @@ def list_incomplete(store: ObjectStore) -> list:
     return sorted(store.list_multipart_uploads(""), key=lambda u: (u.initiated, u.key))
 
 
-def abort_incomplete(store: ObjectStore, older_than_seconds: Optional[float] = None) -> list:
+def abort_incomplete(store: ObjectStore, older_than_seconds: Optional[float] = None,
+                     keep=frozenset()) -> list:
     """Abort incomplete uploads initiated more than ``older_than_seconds`` ago (all of
-    them when None); returns the aborted ones (``ossfs --incomplete-mpu-abort``)."""
+    them when None), except those whose upload id is in ``keep``; returns the aborted
+    ones (``ossfs --incomplete-mpu-abort``)."""
     now = time.time()
     aborted = []
     for upload in list_incomplete(store):
         if older_than_seconds is not None and upload.initiated > now - older_than_seconds:
+            continue
+        if upload.upload_id in keep:
             continue
         try:
             store.abort_multipart(upload.key, upload.upload_id)
