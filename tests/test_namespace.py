@@ -1,5 +1,6 @@
 """Path resolution, listings and the stat/negative caches."""
 import errno
+import os
 import stat
 
 import pytest
@@ -122,3 +123,112 @@ def test_listing_notices_header_changes_by_other_clients(store, clock):
     clock.t += 1
     store.copy("d/f", "d/f", meta={"mode": "33152"})  # another client's chmod: same ETag and size
     assert dict(ns.listdir("/d"))["f"].attr.mode == 0o100600
+
+
+# --- the persistent metadata cache (metacache.py) ---
+
+def disk_ns(store, clock, path, **kw):
+    from ossfs.metacache import MetaCache
+    return make_ns(store, clock, metacache=MetaCache(str(path), clock=clock), **kw)
+
+
+def requests(store) -> dict:
+    return {k: v for k, v in store.counts.items() if v}
+
+
+def test_attributes_survive_a_remount_and_are_used_only_for_the_same_version(store, clock, tmp_path):
+    for i in range(30):
+        store.put("d/f%02d" % i, b"x", meta={"uid": str(i)})
+    clock.t += 3  # HEADs taken seconds after the last change prove the versions (SETTLED)
+    ns = disk_ns(store, clock, tmp_path, list_max_keys=10, stat_cache_expire=5)
+    assert len(ns.listdir("/d")) == 30
+    ns.close()
+    assert oct(os.stat(tmp_path / "meta.sqlite").st_mode & 0o777) == "0o600"
+
+    clock.t += 1000  # long expired: only the LIST match makes a record usable
+    store.put("d/f05", b"changed", meta={"uid": "99"})
+    store.copy("d/f06", "d/f06", meta={"uid": "98"})  # same ETag and size, new Last-Modified
+    store.delete("d/f07")
+    store.counts.clear()
+    ns = disk_ns(store, clock, tmp_path, list_max_keys=10, stat_cache_expire=5)
+    listing = dict(ns.listdir("/d"))
+    assert requests(store) == {"ListObjects": 3, "HeadObject": 2}
+    assert listing["f05"].attr.uid == 99 and listing["f06"].attr.uid == 98 and listing["f08"].attr.uid == 8
+    assert "f07" not in listing and ns.disk.get("d/f07") is None
+    # stat of a listed entry right after the listing: no request.
+    store.counts.clear()
+    assert ns.lookup("/d/f09").attr.uid == 9
+    assert requests(store) == {}
+    ns.close()
+
+
+def test_stat_without_listing_uses_the_disk_only_within_stat_cache_expire(store, clock, tmp_path):
+    store.put("a", b"1", meta={"uid": "5"})
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=10)
+    ns.lookup("/a")
+    ns.close()
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=10)
+    store.counts.clear()
+    assert ns.lookup("/a").attr.uid == 5 and requests(store) == {}
+    ns.close()
+    clock.t += 11
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=10)
+    ns.lookup("/a")
+    assert requests(store) == {"HeadObject": 1}
+    ns.close()
+
+
+def test_own_writes_cost_no_head_in_the_next_listing(store, clock, tmp_path):
+    from dataclasses import replace as dc_replace
+    ns = disk_ns(store, clock, tmp_path)
+    info = store.put("d/new", b"abc", meta={"uid": "4"})
+    # A PUT answer's time stamp may be a second later than the object's Last-Modified.
+    ns.remember(ns.entry_from_info("/d/new", dc_replace(info, last_modified=info.last_modified + 1), FILE))
+    store.counts.clear()
+    listing = dict(ns.listdir("/d"))
+    assert listing["new"].attr.uid == 4 and requests(store) == {"ListObjects": 1}
+    assert ns.disk.get("d/new").own is False  # took the listed Last-Modified
+    ns.close()
+
+
+def test_a_listing_answers_lookups_of_names_it_did_not_show(store, clock, tmp_path):
+    store.put("d/a", b"1")
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=10)
+    (tmp_path / "off").mkdir()
+    off = disk_ns(store, clock, tmp_path / "off", stat_cache_expire=10, neg_cache=False)
+    for n in (ns, off):
+        n.listdir("/d")
+    store.counts.clear()
+    with pytest.raises(FsError):
+        ns.lookup("/d/b")
+    assert requests(store) == {}
+    with pytest.raises(FsError):
+        off.lookup("/d/b")
+    assert requests(store) != {}
+    # This mount's own create makes the name known again.
+    ns.remember(ns.entry_from_info("/d/b", store.put("d/b", b"2", meta={}), FILE))
+    assert ns.lookup("/d/b").form == FILE
+    # A directory made by this mount is known to be empty.
+    with pytest.raises(FsError):
+        ns.lookup("/d/sub")
+    ns.remember(ns.entry_from_info("/d/sub", store.put("d/sub/", b"", meta={},
+                                                         content_type="application/x-directory"), MARKER))
+    store.counts.clear()
+    with pytest.raises(FsError):
+        ns.lookup("/d/sub/x")
+    assert requests(store) == {}
+    clock.t += 11  # the listing's evidence expires like the negative cache
+    with pytest.raises(FsError):
+        ns.lookup("/d/sub/x")
+    assert requests(store) != {}
+    ns.close()
+    off.close()
+
+
+def test_unreadable_cache_is_replaced_and_size_is_bounded(store, clock, tmp_path):
+    from ossfs.metacache import MetaCache, Record
+    (tmp_path / "meta.sqlite").write_bytes(b"not a database" * 100)
+    mc = MetaCache(str(tmp_path), max_records=100, clock=clock)
+    mc.put_many(Record("k%04d" % i, FILE, "k%04d" % i, checked=float(i)) for i in range(1200))
+    assert len(mc) <= 100 and mc.get("k1199") is not None and mc.get("k0000") is None
+    mc.close()
