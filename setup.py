@@ -27,7 +27,9 @@ setup(
         "configargparse>=1.7,<2",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "boto3>=1.26", "requests>=2.28"],
+        "test": ["pytest>=7", "hypothesis>=6", "boto3>=1.26", "requests>=2.28", "fastcrc>=0.5,<1"],
+        # CRC-64 that releases the GIL, for ossfs-server's PUT path (crcmod is the fallback)
+        "server": ["fastcrc>=0.5,<1"],
     },
     entry_points={
         "console_scripts": [

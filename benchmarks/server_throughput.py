@@ -5,10 +5,15 @@ next to the test file, then measures for one object of ``--size`` bytes (default
 
 * ``cp``: copying the file on the same disk (the ceiling for a PUT that lands on disk);
 * PUT and GET with raw ``http.client`` streaming (1 MiB chunks, V1-signed presigned URL);
-* PUT and GET with ``oss2`` (``enable_crc=True``, so the client hashes CRC64 as well).
+* PUT and GET with ``oss2`` (``enable_crc=True``, so the client hashes CRC64 as well);
+* listing with ``oss2.ObjectIterator`` (delimiter ``/``, 1000 keys a page) of ``--list``
+  objects (default 10,000) laid out three ways: all in one directory (``flat/``), in 100
+  subdirectories (``dirs/``), and one per subdirectory (``subdirs/``: as many common
+  prefixes as objects).  The objects are written with the server's own ``Store`` before
+  it starts, so that only the listing is timed.
 
-Usage: ``python benchmarks/server_throughput.py [--size BYTES] [--dir DIR]``.
-Prints one line per measurement in MB/s (10^6 bytes per second).
+Usage: ``python benchmarks/server_throughput.py [--size BYTES] [--list N] [--dir DIR]``.
+Prints one line per measurement in MB/s (10^6 bytes per second) or seconds.
 """
 import argparse
 import http.client
@@ -21,7 +26,7 @@ import time
 import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 CHUNK = 1 << 20
 
 
@@ -65,9 +70,39 @@ def raw_get(url, size):
     conn.close()
 
 
+LAYOUTS = {
+    "flat/": lambda i: "flat/f%06d" % i,
+    "dirs/": lambda i: "dirs/d%03d/f%06d" % (i % 100, i),
+    "subdirs/": lambda i: "subdirs/d%06d/f" % i,
+}
+
+
+def make_listing_objects(data_dir, bucket, n):
+    import io
+    from ossfs.server.store import Store
+    store = Store(data_dir)
+    store.ensure_bucket(bucket)
+    for make_key in LAYOUTS.values():
+        for i in range(n):
+            store.put_object(bucket, make_key(i), io.BytesIO(b""), 0)
+    store.close()
+
+
+def time_listings(b, n):
+    import oss2
+    for prefix in LAYOUTS:
+        t = time.monotonic()
+        got = sum(1 for _ in oss2.ObjectIterator(b, prefix=prefix, delimiter="/", max_keys=1000))
+        el = time.monotonic() - t
+        want = {"flat/": n, "dirs/": min(n, 100), "subdirs/": n}[prefix]
+        assert got == want, (prefix, got, want)
+        print("LIST %-9s %6d entries  %6.2f s" % (prefix, got, el))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=1 << 30)
+    p.add_argument("--list", type=int, default=10000, help="objects per listing layout (0: skip)")
     p.add_argument("--dir", default=None, help="where to put the data (default: a temp dir in /tmp)")
     args = p.parse_args()
     from conftest import OssServer   # the same fixture class the tests use
@@ -77,13 +112,17 @@ def main():
         src = os.path.join(base, "source")
         make_file(src, args.size)
         os.makedirs(os.path.join(base, "data"))
+        if args.list:
+            t = time.monotonic()
+            make_listing_objects(os.path.join(base, "data"), "ossfs-test", args.list)
+            print("(wrote %d listing objects in %.1f s)" % (3 * args.list, time.monotonic() - t))
         t = time.monotonic()
         shutil.copyfile(src, os.path.join(base, "copy"))
         with open(os.path.join(base, "copy"), "rb+") as f:
             os.fsync(f.fileno())
         print("cp (copyfile + fsync)   ", rate(args.size, time.monotonic() - t))
         os.unlink(os.path.join(base, "copy"))
-        server = OssServer(os.path.join(base, "data")).start()
+        server = OssServer(os.path.join(base, "data"), bucket="ossfs-test").start()
         try:
             b = server.oss_bucket()
             put_url = b.sign_url("PUT", "raw", 3600)
@@ -108,6 +147,8 @@ def main():
                 n += len(chunk)
             assert n == args.size
             print("GET oss2 (crc on)       ", rate(args.size, time.monotonic() - t))
+            if args.list:
+                time_listings(b, args.list)
         finally:
             server.stop()
     finally:

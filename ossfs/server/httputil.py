@@ -6,7 +6,8 @@ What it owns
     the XML error document.
 
 Contracts
-    * :func:`read_body` returns a reader of exactly the request body; it raises
+    * :func:`read_body` returns a reader of exactly the request body (``read``,
+      ``readinto``, ``read_all``); it raises
       :class:`ConnectionDropped` when the drop fault fires mid-body (the dispatcher then
       closes the socket without answering).
     * :func:`send_response` writes status, headers and the body (bytes or a file object
@@ -121,21 +122,56 @@ class BodyReader:
             self._eof = True
         return buf
 
-    def read(self, n: int = -1) -> bytes:
-        if self._eof:
-            return b""
-        if n is None or n < 0:
-            n = CHUNK
+    def _allow(self, n: int) -> int:
+        """How many bytes the next read may take, after the bandwidth cap and drop fault."""
         n = min(n, self._throttle.chunk_size())
         if self._drop_at is not None:
             if self.received >= self._drop_at:
                 raise ConnectionDropped("drop fault during the request body")
             n = min(n, max(1, self._drop_at - self.received))
-        buf = self._raw(n)
-        self.received += len(buf)
-        self._h.state.stats.add_bytes(bytes_in=len(buf))
-        self._throttle.account(len(buf))
+        return n
+
+    def _account(self, n: int) -> None:
+        self.received += n
+        self._h.state.stats.add_bytes(bytes_in=n)
+        self._throttle.account(n)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._eof:
+            return b""
+        if n is None or n < 0:
+            n = CHUNK
+        buf = self._raw(self._allow(n))
+        self._account(len(buf))
         return buf
+
+    def readinto(self, buf) -> int:
+        """Like :meth:`read` into a writable buffer; returns the count (0 at the end).
+
+        A Content-Length body is read straight from the socket into ``buf`` (no bytes
+        object per chunk); a chunked one goes through :meth:`read`.
+        """
+        view = memoryview(buf)
+        if self._eof or not len(view):
+            return 0
+        n = self._allow(len(view))
+        if self.chunked:
+            data = self._raw(n)
+            got = len(data)
+            view[:got] = data
+        else:
+            if self._remaining <= 0:
+                self._eof = True
+                return 0
+            got = self._rfile.readinto(view[:min(n, self._remaining)]) or 0
+            if not got:
+                self._eof = True
+                return 0
+            self._remaining -= got
+            if self._remaining == 0:
+                self._eof = True
+        self._account(got)
+        return got
 
     def read_all(self, limit: int = 64 << 20) -> bytes:
         """The whole body in memory (for small XML/JSON bodies); 400 above ``limit``."""

@@ -31,9 +31,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import logging
 import os
+import queue
 import re
 import sqlite3
 import threading
@@ -47,6 +49,8 @@ from oss2.utils import Crc64
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# bodies at least this large are hashed on a second thread (see _Digests)
+PIPELINE_MIN = 4 * CHUNK
 MIN_PART_SIZE = 100 * 1024
 MAX_PARTS = 10000
 MAX_COPY_SIZE = 1 << 30
@@ -143,6 +147,25 @@ _crc_combiner = Crc64()
 # Building a crcmod table costs ~1 ms; every body gets a cheap copy of this one instead.
 _CRC_TEMPLATE = Crc64().crc64
 
+try:
+    # Rust CRC-64/XZ, which is oss2's CRC-64/ECMA-182 bit for bit (oss2 with
+    # enable_crc compares it with its own crcmod value on every PUT, part and GET of
+    # the server tests), at several GB/s and with the GIL released;
+    # crcmod's C extension manages ~350 MB/s and holds the GIL, which made it the
+    # limit of a single PUT.
+    from fastcrc import crc64 as _fastcrc64
+    _crc64_update = _fastcrc64.xz
+except ImportError:          # optional: crcmod (always installed) gives the same values
+    _fastcrc64 = None
+
+    # crcmod's function form continues from a previous CRC value, as fastcrc's does
+    _crc64_update = _CRC_TEMPLATE._crc
+
+
+def crc64_update(data, crc: int = 0) -> int:
+    """CRC-64/ECMA-182 (as oss2 computes it) of ``data`` continuing from ``crc`` (0 to start)."""
+    return _crc64_update(data, crc)
+
 
 def new_crc64():
     """A fresh CRC-64/ECMA-182 accumulator (``.update(bytes)``, ``.crcValue``), as oss2 computes it."""
@@ -153,6 +176,31 @@ def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
     if len2 == 0:
         return crc1
     return _crc_combiner.combine(crc1, crc2, len2)
+
+
+# One page of a delimited listing: ?1 bucket, ?2 first key to consider (inclusive),
+# ?3 upper bound (exclusive), ?4 length of the prefix, ?5 delimiter, ?6 rows wanted.
+# Each step seeks the first key at or after the previous key's successor: past its
+# common prefix (prefix + 0xFF) when the key holds the delimiter after the listing
+# prefix, else the key + NUL.  Keys and bounds are BLOBs, so instr/substr count bytes
+# and comparisons are bytewise; CAST keeps the concatenation a BLOB.
+_WALK = """
+WITH RECURSIVE walk(k) AS (
+    SELECT (SELECT key FROM objects WHERE bucket = ?1 AND key >= ?2 AND key < ?3
+            ORDER BY key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT key FROM objects WHERE bucket = ?1 AND key < ?3 AND key >= (
+                CASE WHEN instr(substr(walk.k, ?4 + 1), ?5) > 0
+                     THEN CAST(substr(walk.k, 1, ?4 + instr(substr(walk.k, ?4 + 1), ?5) - 1 + length(?5))
+                               || x'ff' AS BLOB)
+                     ELSE CAST(walk.k || x'00' AS BLOB) END)
+            ORDER BY key LIMIT 1)
+    FROM walk WHERE walk.k IS NOT NULL
+    LIMIT ?6
+)
+SELECT %s FROM walk CROSS JOIN objects ON objects.bucket = ?1 AND objects.key = walk.k
+ORDER BY walk.k
+"""
 
 
 class _Received:
@@ -220,51 +268,56 @@ class Store:
                  prefix_file: Optional[str] = None) -> _Received:
         """Stream ``length`` bytes (or to EOF when None) into a temp file, hashing them.
 
-        ``prefix_file`` (an existing blob) is copied first, for appends.
+        ``prefix_file`` (an existing blob) is copied first, for appends.  Bodies of
+        :data:`PIPELINE_MIN` bytes or more (or of unknown length) are hashed by a
+        :class:`_Digests` pipeline: see there.  The file is fsynced once, at the end.
         """
         path = os.path.join(self.tmp_dir, uuid.uuid4().hex)
-        md5 = hashlib.md5()
-        crc = new_crc64()
+        prefix_size = os.path.getsize(prefix_file) if prefix_file is not None else 0
+        # the check of Content-MD5 needs the MD5 of the new bytes alone only for appends
+        digests = _Digests(separate_new=bool(content_md5) and prefix_file is not None,
+                           pipelined=length is None or length + prefix_size >= PIPELINE_MIN)
         size = 0
         ok = False
         try:
             with open(path, "wb", buffering=0) as out:
+                fd = out.fileno()
                 if prefix_file is not None:
                     with open(prefix_file, "rb", buffering=0) as src:
                         while True:
-                            buf = src.read(CHUNK)
-                            if not buf:
+                            buf = digests.buffer()
+                            n = src.readinto(buf)
+                            if not n:
+                                digests.give_back(buf)
                                 break
-                            md5.update(buf)
-                            crc.update(buf)
-                            out.write(buf)
-                new_md5 = hashlib.md5() if content_md5 else None
+                            _write_all(fd, memoryview(buf)[:n])
+                            digests.add(buf, n, new=False)
                 remaining = length
                 while remaining is None or remaining > 0:
+                    buf = digests.buffer()
                     want = CHUNK if remaining is None else min(CHUNK, remaining)
-                    buf = stream.read(want)
-                    if not buf:
+                    n = _read_into(stream, memoryview(buf)[:want])
+                    if not n:
+                        digests.give_back(buf)
                         if remaining is not None:
                             raise StoreError("IncompleteBody", 400,
                                              "The request body is shorter than Content-Length.")
                         break
-                    md5.update(buf)
-                    crc.update(buf)
-                    if new_md5 is not None:
-                        new_md5.update(buf)
-                    out.write(buf)
-                    size += len(buf)
+                    _write_all(fd, memoryview(buf)[:n])
+                    digests.add(buf, n, new=True)
+                    size += n
                     if remaining is not None:
-                        remaining -= len(buf)
+                        remaining -= n
+                md5_hex, new_md5_hex, crc = digests.finish()
                 if content_md5:
-                    if md5_base64_to_hex(content_md5) != new_md5.hexdigest().upper():
+                    if md5_base64_to_hex(content_md5) != new_md5_hex:
                         raise StoreError("InvalidDigest", 400,
                                          "The Content-MD5 you specified did not match what we received.")
-                os.fsync(out.fileno())
+                os.fsync(fd)
             ok = True
-            total = size + (os.path.getsize(prefix_file) if prefix_file else 0)
-            return _Received(path, total, md5.hexdigest().upper(), crc.crcValue)
+            return _Received(path, size + prefix_size, md5_hex, crc)
         finally:
+            digests.close()
             if not ok:
                 _unlink(path)
 
@@ -507,47 +560,57 @@ class Store:
 
         Returns (records, common_prefixes, next_marker); ``next_marker`` is None when
         the listing is complete, else the last key or common prefix returned.
+
+        Without a delimiter a page is one range scan.  With one, a page is one
+        recursive query (:data:`_WALK`) that visits one row per entry: after a key
+        with the delimiter it seeks to the first key past the whole common prefix
+        (``>= common_prefix + 0xFF``; UTF-8 never contains 0xFF), after any other key
+        to the next key, each step an index seek.  So a listing costs one seek per
+        entry returned, however many keys sit under each common prefix.
         """
         p = (prefix or "").encode("utf-8")
         d = (delimiter or "").encode("utf-8")
         m = (marker or "").encode("utf-8")
         upper = p + b"\xff"          # UTF-8 never contains 0xFF: every key under p sorts below
+        # the smallest key strictly after the marker is marker + NUL
+        start = m + b"\x00" if m >= p else p
         records: List[ObjectRecord] = []
         prefixes: List[str] = []
-        cursor, inclusive = (m, False) if m >= p else (p, True)
-        last = None
         with self._lock:
             self._check_bucket(bucket)
-            while True:
-                op = ">=" if inclusive else ">"
+            if not d:
                 rows = self._db.execute(
-                    "SELECT %s FROM objects WHERE bucket=? AND key %s ? AND key < ? "
-                    "ORDER BY key LIMIT ?" % (self._COLS, op),
-                    (bucket, cursor, upper, 256)).fetchall()
-                if not rows:
-                    return records, prefixes, None
-                jumped = False
+                    "SELECT %s FROM objects WHERE bucket=? AND key >= ? AND key < ? "
+                    "ORDER BY key LIMIT ?" % self._COLS, (bucket, start, upper, max_keys + 1)).fetchall()
+                records = [self._row_to_record(r) for r in rows[:max_keys]]
+                return records, prefixes, records[-1].key if len(rows) > max_keys else None
+            last = None
+            while True:
+                # one more row than the page needs tells whether the listing goes on;
+                # one more again covers a common prefix that the marker already passed
+                want = max_keys - len(records) - len(prefixes) + 2
+                rows = self._db.execute(_WALK % self._COLS,
+                                        (bucket, start, upper, len(p), d, want)).fetchall()
                 for row in rows:
                     k = bytes(row[1])
-                    if d:
-                        i = k.find(d, len(p))
-                        if i >= 0:
-                            cp = k[:i + len(d)]
-                            if cp <= m:
-                                cursor, inclusive, jumped = cp + b"\xff", True, True
-                                break
-                            if len(records) + len(prefixes) >= max_keys:
-                                return records, prefixes, last
-                            prefixes.append(cp.decode("utf-8", "surrogatepass"))
-                            last = prefixes[-1]
-                            cursor, inclusive, jumped = cp + b"\xff", True, True
-                            break
-                    if len(records) + len(prefixes) >= max_keys:
-                        return records, prefixes, last
-                    records.append(self._row_to_record(row))
-                    last = records[-1].key
-                if not jumped:
-                    cursor, inclusive = bytes(rows[-1][1]), False
+                    i = k.find(d, len(p))
+                    if i >= 0:
+                        cp = k[:i + len(d)]
+                        start = cp + b"\xff"
+                        if cp <= m:
+                            continue
+                        if len(records) + len(prefixes) >= max_keys:
+                            return records, prefixes, last
+                        last = cp.decode("utf-8", "surrogatepass")
+                        prefixes.append(last)
+                    else:
+                        start = k + b"\x00"
+                        if len(records) + len(prefixes) >= max_keys:
+                            return records, prefixes, last
+                        records.append(self._row_to_record(row))
+                        last = records[-1].key
+                if len(rows) < want:
+                    return records, prefixes, None
 
     def count_objects(self, bucket: str) -> Tuple[int, int]:
         """(number of objects, total bytes) of ``bucket``."""
@@ -741,6 +804,128 @@ class _Limited:
         buf = self._f.read(size)
         self._n -= len(buf)
         return buf
+
+    def readinto(self, view) -> int:
+        if self._n <= 0:
+            return 0
+        view = memoryview(view)[:self._n]
+        n = self._f.readinto(view) or 0
+        self._n -= n
+        return n
+
+
+class _Digests:
+    """MD5 and CRC-64 of a body that arrives in buffers, overlapped with its reception.
+
+    On two cores a single PUT used to be bounded by one thread doing socket reads,
+    MD5 (~560 MB/s), crcmod's CRC-64 (~350 MB/s, GIL held) and the file write in turn.
+    Now the receiving thread reads into a buffer from a small ring, writes it and
+    updates the CRC (fastcrc releases the GIL), then hands the buffer to a worker
+    thread that runs MD5 over it (hashlib releases the GIL for large buffers) and
+    returns it to the ring.  So MD5 runs beside the socket reads and writes; the ring
+    (``RING`` buffers of ``CHUNK`` bytes) bounds the memory and lets the receiver run
+    at most that far ahead.  Small bodies are hashed inline: a thread would cost more
+    than it saves.
+
+    Threads: ``_full`` and ``_free`` are the only state shared with the worker; the MD5
+    objects are touched by the worker alone until :meth:`finish` has joined it.
+    """
+
+    RING = 8
+
+    def __init__(self, separate_new: bool, pipelined: bool):
+        self._md5 = hashlib.md5()
+        self._new_md5 = hashlib.md5() if separate_new else None
+        self._crc = 0
+        self._worker: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        if pipelined:
+            self._free: "queue.Queue[bytearray]" = queue.Queue()
+            for _ in range(self.RING):
+                self._free.put(bytearray(CHUNK))
+            self._full: "queue.Queue" = queue.Queue()
+            self._worker = threading.Thread(target=self._run, name="ossfs-server-md5", daemon=True)
+            self._worker.start()
+        else:
+            self._spare = bytearray(CHUNK)
+
+    def buffer(self) -> bytearray:
+        """A buffer of ``CHUNK`` bytes to fill; hand it to :meth:`add` or :meth:`give_back`."""
+        if self._worker is None:
+            return self._spare
+        return self._free.get()
+
+    def give_back(self, buf: bytearray) -> None:
+        if self._worker is not None:
+            self._free.put(buf)
+
+    def add(self, buf: bytearray, n: int, new: bool) -> None:
+        """Account the first ``n`` bytes of ``buf`` (``new``: part of the request body)."""
+        view = memoryview(buf)[:n]
+        self._crc = _crc64_update(view, self._crc)
+        if self._worker is None:
+            self._hash(view, new)
+        else:
+            self._full.put((buf, n, new))
+
+    def _hash(self, view, new: bool) -> None:
+        self._md5.update(view)
+        if new and self._new_md5 is not None:
+            self._new_md5.update(view)
+
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            buf, n, new = item
+            try:
+                if self._error is None:
+                    self._hash(memoryview(buf)[:n], new)
+            except BaseException as e:   # reported by finish(); keep recycling buffers
+                self._error = e
+            finally:
+                self._free.put(buf)
+
+    def close(self) -> None:
+        """Stop the worker (idempotent; also on error paths)."""
+        if self._worker is not None:
+            self._full.put(None)
+            self._worker.join()
+            self._worker = None
+
+    def finish(self) -> Tuple[str, str, int]:
+        """(MD5 hex of everything, MD5 hex of the new bytes, CRC-64) in upper case."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        md5 = self._md5.hexdigest().upper()
+        new = self._new_md5.hexdigest().upper() if self._new_md5 is not None else md5
+        return md5, new, self._crc
+
+
+def _read_into(stream, view: memoryview) -> int:
+    """Read up to ``len(view)`` bytes of ``stream`` into ``view``; 0 at the end.
+
+    Streams with ``readinto`` (request bodies, files) fill the buffer in place; others
+    (wrappers such as a decoder of a framed body) go through ``read``.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        try:
+            return readinto(view) or 0
+        except (NotImplementedError, io.UnsupportedOperation):
+            pass   # an io base class's stub: the stream only implements read()
+    data = stream.read(len(view))
+    n = len(data)
+    view[:n] = data
+    return n
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while len(view):
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def _copy_fd(src: int, dst: int, count: int) -> None:
