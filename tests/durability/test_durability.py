@@ -22,11 +22,11 @@ from mount.conftest import ossfs_cmd, ossfs_env
 
 from .conftest import KiB, MiB, file_md5, kill9, object_md5, pattern, remount, wait_for, write_chunks
 
-BIG = 256 * MiB  # 512 MiB doubled the suite's time on a 2-core machine; 256 MiB has 26 parts of 10 MiB
+BIG = 512 * MiB  # the size the product issue asks for; about 50 s on a 2-core machine
 
 
 def test_large_file_survives_faults_and_dropped_connections(oss_server, mounter):
-    """10% of requests fail and 2% of connections drop: a 256 MiB file written
+    """10% of requests fail and 2% of connections drop: a 512 MiB file written
     through the mount arrives intact and the writer sees no error."""
     m = mounter(retries=20, multipart_size=10, parallel_count=4, connect_timeout=10, readwrite_timeout=30)
     oss_server.set_faults(fault_rate=0.1, drop_rate=0.02)
