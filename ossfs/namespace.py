@@ -40,12 +40,24 @@ Caches (invariants):
   ``ls -l`` shows the real modes and owners.  Last-Modified has whole seconds: a
   header change made within the second of the previous write is seen by listings
   only once ``stat`` has refreshed the entry.
+* The persistent metadata cache (``metacache.py``, optional) backs the stat cache on
+  disk: every entry read or written is recorded there, a listing validates records
+  of files not in memory by the same ETag/size/Last-Modified rule (so ``ls -l`` after
+  a remount costs LIST pages only), ``lookup`` uses a record only within
+  ``stat_cache_expire`` of when it was confirmed, and a listing deletes the records
+  of children it no longer shows.  Entries passed to :meth:`remember` come from this
+  mount's writes: their Last-Modified (the server's answer time) may differ from the
+  listed one by a second, which is tolerated once and then corrected.
+* A complete listing of a directory is negative evidence for ``stat_cache_expire``
+  (with ``neg_cache``): a name it did not show is ENOENT without a request.  This
+  mount's creates and deletes keep that name set current; a directory made here
+  (``remember`` of a directory that was known missing) starts as an empty listing.
 * The negative cache remembers missing paths for the same lifetime, unless
   disabled (``neg_cache`` false, ``-o disable_noobj_cache``).  Every path this mount
   creates is removed from it by :meth:`remember`; a listing removes what it saw.
 
-Threads: ``_lock`` guards ``_stat`` and ``_neg`` and is never held across a store
-call.  Two threads may resolve the same path at once; both answers are valid and
+Threads: ``_lock`` guards ``_stat``, ``_neg`` and ``_listed`` and is never held across
+a store call or a metadata-cache call (``MetaCache`` has its own lock).  Two threads may resolve the same path at once; both answers are valid and
 the later one wins in the cache.
 """
 from __future__ import annotations
@@ -515,8 +527,9 @@ class Namespace:
     def _validated(self, path: str, info: ObjectInfo, rec: Optional[Record], now: float):
         """``(Entry, t, own, changed)`` of a cached file (memory, or ``rec`` from disk; even
         expired) still describing the LIST's object version, else None.  ``t`` moves to
-        ``now`` when the record was taken at least ``SETTLED`` seconds after the object's
-        Last-Modified: a later change would have moved Last-Modified."""
+        ``now`` (once a quarter of ``stat_cache_expire`` has passed) when the record was
+        taken at least ``SETTLED`` seconds after the object's Last-Modified: a later
+        change would have moved Last-Modified."""
         with self._lock:
             item = self._stat.get(path)
         if item is not None:
@@ -544,7 +557,9 @@ class Namespace:
             # Our write's time stamp came from the server's answer; LIST has the object's own.
             entry = replace(entry, info=replace(entry.info, last_modified=info.last_modified))
             return entry, t, False, True
-        if t - lm >= SETTLED and t != now:
+        # Refreshing every row on every listing would cost a disk write per entry; a
+        # quarter of the lifetime left over is plenty for the stat calls that follow.
+        if self.expire >= 0 and t - lm >= SETTLED and now - t >= self.expire / 4:
             return entry, now, own, True
         return entry, t, own, False
 
