@@ -53,7 +53,7 @@ def md5_file(path: str) -> str:
 def portable(st) -> tuple:
     """The attributes both filesystems can represent."""
     return (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-            st.st_size if not stat.S_ISDIR(st.st_mode) else 0, int(st.st_mtime))
+            st.st_size if not stat.S_ISDIR(st.st_mode) else 0, st.st_mtime_ns)
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -135,6 +135,15 @@ def test_symlinks(pair, direction):
         assert st.st_size == len(target.encode())
     with open(os.path.join(dst, "rel-link"), "rb") as f:
         assert f.read() == b"pointed at"
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_fifos(pair, direction):
+    src, dst = sides(pair, direction)
+    os.mkfifo(os.path.join(src, "pipe"), 0o640)
+    st = os.lstat(os.path.join(dst, "pipe"))
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    assert portable(st) == portable(os.lstat(os.path.join(src, "pipe")))
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
