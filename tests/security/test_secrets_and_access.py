@@ -228,3 +228,21 @@ def test_passwd_file_readable_by_others_refused(oss_server, tmp_path, run_ossfs)
     assert len(lines) == 1 and lines[0].startswith("ossfs: ") and passwd in lines[0], proc.stderr
     assert oss_server.access_key_secret not in proc.stderr
     assert not is_mounted(str(mnt))
+
+
+def test_control_socket_private(mount):
+    from ossfs.mount import control_socket_path
+    path = control_socket_path(mount.path)
+    st = os.lstat(path)
+    assert stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid()
+    assert stat.S_IMODE(st.st_mode) & 0o077 == 0, oct(st.st_mode)
+    st = os.lstat(os.path.dirname(path))
+    assert stat.S_IMODE(st.st_mode) & 0o077 == 0, oct(st.st_mode)
+    r = as_nobody("ls", os.path.dirname(path))
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    # The owner's status request works and tells nothing secret.
+    proc = subprocess.run(ossfs_cmd("status", mount.path), env=ossfs_env(), capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert mount.path in proc.stdout
+    assert mount.server.access_key_secret not in proc.stdout + proc.stderr
