@@ -92,7 +92,10 @@ def test_full_cache_disk_gives_enospc_and_keeps_earlier_files(oss_server, mounte
 def test_two_mounts_concurrent_writers_close_to_open(oss_server, mounter):
     a = mounter(**FAULT_MOUNT_OPTS)
     b = mounter(**FAULT_MOUNT_OPTS)
-    rounds, writers = 5, 3
+    rounds, writers = 5, 4
+    # Writers 0 and 1 write through mount a, 2 and 3 through mount b; the reader
+    # checks each file through the other mount.
+    side = {w: (a, b) if w < 2 else (b, a) for w in range(writers)}
     published = []          # (key, version) appended after close() returned
     lock = threading.Lock()
     errors = []
@@ -102,7 +105,7 @@ def test_two_mounts_concurrent_writers_close_to_open(oss_server, mounter):
             key = "w%d.txt" % w
             data = ("writer %d version %d\n" % (w, v)).encode() * (50 + v)
             try:
-                write_one(a.p(key), data)
+                write_one(side[w][0].p(key), data)
             except OSError as exc:
                 errors.append(("write", key, v, repr(exc)))
                 return
@@ -117,7 +120,8 @@ def test_two_mounts_concurrent_writers_close_to_open(oss_server, mounter):
     def check(key, data):
         for _attempt in range(3):
             try:
-                with open(b.p(key), "rb") as f:
+                reader = side[int(key[1:].split(".")[0])][1]
+                with open(reader.p(key), "rb") as f:
                     got = f.read()
                 break
             except OSError as exc:
