@@ -403,6 +403,9 @@ def normalize_url(url: str) -> str:
     url = url.strip()
     if url and "://" not in url:
         url = "http://" + url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise UserError("url '%s' has an unsupported scheme '%s': use http:// or https://" % (url, scheme))
     return url.rstrip("/")
 
 

@@ -138,7 +138,10 @@ def _mode_header_type(info: ObjectInfo) -> Optional[int]:
     value = (info.meta or {}).get("mode")
     if value is None or not value.strip().isdigit():
         return None
-    return stat.S_IFMT(int(value)) or None
+    mode = int(value)
+    if mode > 0o177777:  # garbage (meta.py reads it as "no mode"); S_IFMT would overflow
+        return None
+    return stat.S_IFMT(mode) or None
 
 
 class Namespace:
