@@ -181,6 +181,21 @@ def main(argv=None) -> int:
             prepare_list(ctx, peers)
         print("ossfs-server on %s; work in %s; scale %s" % (server.url, work, scale.name), flush=True)
         samples = []
+        info, vers = machine(args.work), versions(peers)
+
+        def flush(done: bool) -> str:
+            """Writes the report so far: an interrupted run still leaves what it measured."""
+            text = write_report(args, report.Results(samples), args.peers, info, vers, settings,
+                                started, time.monotonic() - t0)
+            if not done:
+                text = text.replace("# ossfs benchmark results\n",
+                                    "# ossfs benchmark results\n\n**Incomplete: the run was still going "
+                                    "or was interrupted.**\n", 1)
+            with open(args.out, "w") as f:
+                f.write(text)
+            with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+                json.dump([dataclasses.asdict(s) for s in samples], f, indent=0)
+            return text
         for run in range(args.runs):
             for wl in args.only:
                 if run > 0 and wl in args.once:
@@ -200,14 +215,8 @@ def main(argv=None) -> int:
                     print("run %d %-6s %-6s %5.1fs  %s" % (run + 1, wl, p.name, time.monotonic() - t,
                           "; ".join("%s=%s" % (s.metric, "%.3g" % s.value if s.value is not None else "FAILED")
                                     for s in got)), flush=True)
-        res = report.Results(samples)
-        text = write_report(args, res, args.peers, machine(args.work), versions(peers), settings,
-                            started, time.monotonic() - t0)
-        with open(args.out, "w") as f:
-            f.write(text)
-        with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-            json.dump([dataclasses.asdict(s) for s in samples], f, indent=0)
-        print(text)
+                flush(False)
+        print(flush(True))
         return 0
     finally:
         for p in peers:
