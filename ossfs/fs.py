@@ -318,6 +318,8 @@ class FileSystem:
         """(Attr, Entry or None) of ``path``: the staged attributes of an open file,
         else the namespace's."""
         if path != "/":
+            if any(len(c.encode("utf-8", "surrogateescape")) > MAX_NAME for c in path.split("/")):
+                raise FsError(errno.ENAMETOOLONG)  # such names exist in buckets but no path reaches them
             sf = self._open_sf(path)
             if sf is not None:
                 with sf.lock:
