@@ -108,6 +108,17 @@ def _missing_bucket(c):
     return c.argv(bucket="no-such-bucket-here", passwd=p), ["no-such-bucket-here"]
 
 
+def _cache_is_file(c):
+    p = str(c.tmp / "cache-file")
+    open(p, "w").close()
+    return [c.server.bucket, c.mnt, "-o", c.opts().replace("use_cache=%s" % c.cache, "use_cache=%s" % p)], [p]
+
+
+def _logfile_in_missing_dir(c):
+    p = str(c.tmp / "no-such-dir" / "ossfs.log")
+    return c.argv("logfile=%s" % p), [p]
+
+
 CASES = {
     # passwd files
     "passwd_0644": _pw(None, 0o644),
@@ -125,6 +136,9 @@ CASES = {
     "passwd_no_colon": _pw("justonefield\n"),
     "passwd_empty_secret": _pw("{b}:{k}:\n"),
     "passwd_binary_garbage": _pw("\x00\x01\x02\xff\n"),
+    "passwd_is_dev_null": lambda c: (c.argv(passwd="/dev/null"), ["/dev/null", "not a regular file"]),
+    "cache_dir_is_a_file": _cache_is_file,
+    "logfile_in_missing_directory": _logfile_in_missing_dir,
     # options
     "option_unknown": _opt("foo"),
     "option_umask_9z": _opt("umask=9z", "umask"),
