@@ -148,8 +148,9 @@ OPTIONS: list = [
     _o("passwd_file", "str", "", "Credentials file (see CREDENTIALS); first in the lookup order."),
     _o("ram_role", "str", "", "ECS RAM role credentials are not supported: use a passwd file or "
        "OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET/OSS_SESSION_TOKEN.", REFUSED),
-    _o("sigv1", "flag", False, "Ignored: the signature version is chosen by the OSS SDK.", IGNORED),
-    _o("sigv4", "flag", False, "Ignored: the signature version is chosen by the OSS SDK.", IGNORED),
+    _o("sigv1", "flag", False, "Sign requests with OSS signature V1 (the default)."),
+    _o("sigv4", "flag", False, "Sign requests with OSS signature V4; the region comes from endpoint=/region= "
+       "or from a url like oss-cn-hangzhou.aliyuncs.com."),
     _o("use_path_request_style", "flag", False,
        "Address the bucket in the path (http://host/bucket/key) instead of the host name."),
     _o("default_acl", "choice", "", "ACL sent with every upload (x-oss-object-acl); "

@@ -198,12 +198,26 @@ def check_mountpoint(mountpoint: str, nonempty: bool = False) -> None:
                             % mountpoint)
 
 
+def region_of(config) -> Optional[str]:
+    """The region for signature V4: ``endpoint=``/``region=``, else taken from an
+    Aliyun endpoint host such as ``oss-cn-hangzhou.aliyuncs.com``; else None."""
+    if getattr(config, "endpoint", ""):
+        return config.endpoint
+    host = config.url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    first = host.split(".", 1)[0]
+    if first.startswith("oss-"):
+        return first[len("oss-"):].replace("-internal", "")
+    return None
+
+
 def build_store(config, credentials):
     """The OssStore for ``config`` (also used by the maintenance verbs)."""
     from ossfs.store_oss import OssStore
+    sigv4 = bool(getattr(config, "sigv4", False)) and not getattr(config, "sigv1", False)
     return OssStore(config.url, config.bucket, credentials, prefix=config.prefix or "",
                     retries=config.retries, connect_timeout=config.connect_timeout,
                     readwrite_timeout=config.readwrite_timeout,
+                    sigv4=sigv4, region=region_of(config) if sigv4 else None,
                     list_v2=bool(getattr(config, "listobjectsv2", False)))
 
 
@@ -516,6 +530,9 @@ def _last_line(path: str) -> str:
 
 def mount(config, environ) -> int:
     """``ossfs BUCKET MOUNTPOINT``: check, daemonize (unless -f), serve.  Returns the exit code."""
+    # Everything this process creates on local disk (cache, index, logs, control socket)
+    # holds users' data or names: private to the mounting user.
+    os.umask(0o077)
     log_to_stderr(config)
     for warning in config.warnings or ():
         sys.stderr.write("ossfs: warning: %s\n" % warning)
