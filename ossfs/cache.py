@@ -38,7 +38,8 @@ Invariants
 * Dirty files and open files are never evicted.  Clean, closed files are evicted in
   least-recently-used order whenever a write or a fetch would exceed a limit:
   ``cache_size_mb`` (bytes staged), ``ensure_diskfree`` (MB free on the disk) or
-  ``free_space_ratio`` (percent free).  When nothing more can be evicted a write
+  ``free_space_ratio`` (percent free), and always ``INDEX_RESERVE`` free for the
+  index.  When nothing more can be evicted a write
   fails with ENOSPC before touching the file (nothing written is corrupted); a
   read that cannot be staged is served straight from the store instead.
 * A failed upload leaves the file dirty, its data and its upload checkpoint
@@ -90,6 +91,10 @@ READAHEAD_MAX = 8 * MB
 FILL_CHUNK = 4 * MB
 PERSIST_INTERVAL = 1.0
 BUDGET_MAX = 32 * MB
+# Kept free on the cache disk whatever ensure_diskfree/free_space_ratio say: the index
+# and the metadata cache must be able to record a file's state (dirty, checkpoint)
+# after its data filled the disk, or a full disk would turn into EIO on every open.
+INDEX_RESERVE = 4 * MB
 
 
 class RangeSet:
@@ -894,7 +899,7 @@ class Cache:
         """Bytes that fit before a limit is reached (negative: over a limit)."""
         room = self.cache_size - self._used() if self.cache_size > 0 else 1 << 62
         du = self.disk_usage(self.dir)
-        floor = max(self.ensure_diskfree, du.total * self.free_space_ratio // 100)
+        floor = max(self.ensure_diskfree, du.total * self.free_space_ratio // 100, INDEX_RESERVE)
         return min(room, du.free - floor)
 
     def ensure_space(self, need: int) -> None:

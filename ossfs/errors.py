@@ -98,6 +98,8 @@ def to_errno(exc: BaseException) -> int:
         return exc.errno
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
+    if type(exc).__name__ == "OperationalError" and "full" in str(exc):
+        return errno.ENOSPC  # sqlite (cache index, metadata cache) on a full cache disk
     if isinstance(exc, (NotImplementedError,)):
         return errno.ENOSYS
     return errno.EIO
