@@ -344,3 +344,35 @@ def test_list_objects_v2_pages_like_v1(oss_server_session):
     assert all_pages(v2, "", max_keys=2)[:2] == all_pages(v1, "", max_keys=2)[:2] == (
         ["b", "e\x02ctl", "f"], ["a/", "c/"])
     assert oss_server_session.stats()["requests"].get("ListObjectsV2", 0) > before
+
+
+def test_fast_crc64_is_bit_identical_to_oss2s_crc64():
+    """The CRC-64 oss2 checks uploads and downloads with runs on fastcrc when it is
+    installed; every value (incremental, continued from a CRC, combined) equals crcmod's."""
+    pytest.importorskip("fastcrc")
+    import os
+
+    import oss2
+
+    from ossfs.store_oss import FastCrc64, _Crc64Oss2, combine_crc64
+
+    assert oss2.utils.Crc64 is FastCrc64
+    data = os.urandom(200_003)
+    for init in (0, 1, 0x1234_5678_9ABC_DEF0, (1 << 64) - 1):
+        ref = _Crc64Oss2(init)
+        ref.update(data)
+        fast = FastCrc64(init)
+        fast(data[:7])
+        fast.update(memoryview(data)[7:100_000])
+        fast.update(bytearray(data[100_000:]))
+        assert fast.crc == ref.crc, init
+    head, tail = FastCrc64(), FastCrc64()
+    head.update(data[:4096])
+    tail.update(data[4096:])
+    whole = _Crc64Oss2()
+    whole.update(data)
+    assert FastCrc64().combine(head.crc, tail.crc, len(data) - 4096) == whole.crc
+    parts = [PartInfo(1, "e1", 4096, head.crc), PartInfo(2, "e2", len(data) - 4096, tail.crc)]
+    assert combine_crc64(parts) == whole.crc
+    adapter = oss2.utils.make_crc_adapter(data)
+    assert adapter.read() == data and adapter.crc == whole.crc
