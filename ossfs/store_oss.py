@@ -54,6 +54,7 @@ import errno as _errno
 import hashlib
 import io
 import logging
+import os
 import random
 import socket
 import time
@@ -295,6 +296,21 @@ def _int(value) -> Optional[int]:
         return None
 
 
+def _settle_environment(session: requests.Session, endpoint: str) -> None:
+    """Read the proxy and CA-bundle variables once, not on every request.
+
+    With ``trust_env`` requests looks up ``*_proxy``/``no_proxy``, ``~/.netrc`` and the
+    CA-bundle variables for each request (a tenth of the client CPU of a small
+    request).  A daemon's environment does not change, so the same settings are fixed
+    on the session here.  ``.netrc`` is left out on purpose: its credentials would
+    replace the OSS signature."""
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(endpoint))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+
+
 class _Body:
     """An upload body that can be measured, digested and rewound for each attempt."""
 
@@ -370,6 +386,7 @@ class OssStore:
         if sigv4 and not region:
             raise StoreError("signature version 4 needs a region")
         self._session = oss2.Session(pool_size=pool_size)
+        _settle_environment(self._session.session, self.endpoint)
         self._bucket = oss2.Bucket(auth, self.endpoint, bucket, session=self._session,
                                    connect_timeout=(connect_timeout, readwrite_timeout),
                                    enable_crc=enable_crc, region=region)

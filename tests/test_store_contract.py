@@ -376,3 +376,20 @@ def test_fast_crc64_is_bit_identical_to_oss2s_crc64():
     assert combine_crc64(parts) == whole.crc
     adapter = oss2.utils.make_crc_adapter(data)
     assert adapter.read() == data and adapter.crc == whole.crc
+
+
+def test_proxy_settings_are_read_once_from_the_environment(monkeypatch):
+    """Requests do not consult the environment each time; the daemon's proxy and CA
+    bundle variables, read when the store is built, still apply."""
+    from ossfs.store_oss import OssStore
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/example.pem")
+    store = OssStore("http://oss.example.invalid", "bkt", ("id", "secret"))
+    session = store._session.session
+    assert session.trust_env is False
+    assert session.proxies.get("http") == "http://proxy.invalid:3128"
+    assert session.verify == "/etc/ssl/certs/example.pem"
+    monkeypatch.setenv("NO_PROXY", "oss.example.invalid")
+    assert "http" not in OssStore("http://oss.example.invalid", "bkt", ("id", "secret"))._session.session.proxies
