@@ -72,6 +72,11 @@ def test_full_cache_disk_gives_enospc_and_keeps_earlier_files(oss_server, mounte
         for key, md5 in earlier.items():
             with open(m.p(key), "rb") as f:
                 assert hashlib.md5(f.read()).hexdigest() == md5
+        if outcome.get("close") == "ok":
+            # What close() acknowledged is what the successful writes put there.
+            got = oss_server.oss_bucket().get_object("too-big.bin").read()
+            big = content("too-big.bin", 40 * MiB)
+            assert 0 < len(got) < len(big) and got == big[:len(got)]
         # The mount still answers, and once the big file is gone small writes work again.
         try:
             os.unlink(m.p("too-big.bin"))
