@@ -21,12 +21,19 @@ listing, not one ``getattr`` per entry); ``rename`` passes its ``flags``
 (``RENAME_NOREPLACE``/``RENAME_EXCHANGE``) instead of silently ignoring them;
 ``utimens`` understands ``UTIME_NOW``/``UTIME_OMIT`` (mfusepy would turn them into
 nonsense nanosecond counts); ``truncate`` passes the file handle of ``ftruncate``.
+The same subclass keeps the per-entry work of ``ls -l`` small: ``getattr`` and
+READDIRPLUS entries are written into ``struct stat`` field by field
+(:func:`_fill_stat`), and ``getxattr`` answers "no such attribute" (asked twice per
+entry by ``ls -l``) as a return value, not through two exceptions.
 
 Kernel caching decisions (documented for users in ``docs/semantics.md``):
 
 * attributes and directory entries are cached by the kernel for ``attr_timeout`` /
   ``entry_timeout`` (1 s by default, never longer than ``stat_cache_expire``), missing
-  names for ``negative_timeout`` (0 with ``disable_noobj_cache``);
+  names for ``negative_timeout`` (0 with ``disable_noobj_cache``).  Not longer: the
+  kernel bounds reads by the size it caches, so a file another client grew would read
+  short after ``open`` for as long as ``attr_timeout``; and ``ls -l`` gains nothing
+  (READDIRPLUS refreshes every entry's attributes anyway);
 * the page cache of a file is kept across opens when its size and mtime did not change
   (libfuse's ``auto_cache``, re-checked on every open), so re-reading an unchanged file
   costs nothing and a file changed by another client is re-read after ``open``;
@@ -38,6 +45,8 @@ this module holds no state of its own beyond what is set before the mount starts
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
 import itertools
 import logging
@@ -93,8 +102,21 @@ class KernelSettings:
         return cls(attr_timeout=limit, entry_timeout=limit, negative_timeout=limit if negative_cache else 0.0)
 
 
+def _errno_of(op: str, path, exc: Exception) -> int:
+    """The errno for the core's exception ``exc`` in ``op(path)`` (the only errno path)."""
+    if isinstance(exc, mfusepy.FuseOSError):
+        return exc.errno
+    if not isinstance(exc, (OSError, OssfsError, NotImplementedError)):
+        # A bug in ossfs: say so loudly, once, with the place it happened.
+        # Only the path is logged: other arguments may be file contents.
+        log.error("unexpected error in %s(%r)", op, path, exc_info=True)
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("%s(%r): %s", op, path, exc)
+    return to_errno(exc)
+
+
 def _fs_call(func: Callable) -> Callable:
-    """Map the core's exceptions to ``FuseOSError`` (the only errno path)."""
+    """Map the core's exceptions to ``FuseOSError``."""
 
     @functools.wraps(func)
     def wrapper(self, *args):
@@ -103,15 +125,30 @@ def _fs_call(func: Callable) -> Callable:
         except mfusepy.FuseOSError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure must become an errno
-            if not isinstance(exc, (OSError, OssfsError, NotImplementedError)):
-                # A bug in ossfs: say so loudly, once, with the place it happened.
-                # Only the path is logged: other arguments may be file contents.
-                log.error("unexpected error in %s(%r)", func.__name__, args[0] if args else None, exc_info=True)
-            elif log.isEnabledFor(logging.DEBUG):
-                log.debug("%s(%r): %s", func.__name__, args[0] if args else None, exc)
-            raise mfusepy.FuseOSError(to_errno(exc)) from None
+            raise mfusepy.FuseOSError(_errno_of(func.__name__, args[0] if args else None, exc)) from None
 
     return wrapper
+
+
+def _fill_stat(st, attrs: dict) -> None:
+    """Write the core's stat dict into a zeroed ``struct stat``: the fields it always
+    has, assigned directly (mfusepy's generic ``set_st_attrs`` probes every key of the
+    dict by name, which was most of the cost of an entry in ``ls -l``)."""
+    try:
+        mode, nlink, uid, gid = attrs["st_mode"], attrs["st_nlink"], attrs["st_uid"], attrs["st_gid"]
+        size, blocks, blksize = attrs["st_size"], attrs["st_blocks"], attrs["st_blksize"]
+        atime, mtime, ctime = attrs["st_atime_ns"], attrs["st_mtime_ns"], attrs["st_ctime_ns"]
+    except KeyError:  # not the core's complete form: take the generic path
+        mfusepy.set_st_attrs(st, _ns_times(dict(attrs)), use_ns=True)
+        return
+    st.st_mode, st.st_nlink, st.st_uid, st.st_gid = mode, nlink, uid, gid
+    st.st_size, st.st_blocks, st.st_blksize = size, blocks, blksize
+    ts = st.st_atimespec
+    ts.tv_sec, ts.tv_nsec = divmod(atime, 1_000_000_000)
+    ts = st.st_mtimespec
+    ts.tv_sec, ts.tv_nsec = divmod(mtime, 1_000_000_000)
+    ts = st.st_ctimespec
+    ts.tv_sec, ts.tv_nsec = divmod(ctime, 1_000_000_000)
 
 
 def _ns_times(attrs):
@@ -201,18 +238,19 @@ class FuseOperations(mfusepy.Operations):
         with self._dir_lock:
             entries = self._listings.get(fh) if offset else None
         if entries is None:
-            entries = [(name, _ns_times(attrs)) for name, attrs in self.fs.readdir(path, None)]
-            names = {name for name, _ in entries}
-            # ls -a and readdir(3) users expect both; the core may leave them out.
-            for dot in ("..", "."):
-                if dot not in names:
-                    entries.insert(0, (dot, _ns_times(self.fs.getattr(path)) if dot == "." else None))
+            entries = self.fs.readdir(path, None)
+            if len(entries) < 2 or entries[0][0] != "." or entries[1][0] != "..":
+                # ls -a and readdir(3) users expect both; the core may leave them out.
+                names = {name for name, _ in entries}
+                for dot in ("..", "."):
+                    if dot not in names:
+                        entries.insert(0, (dot, self.fs.getattr(path) if dot == "." else None))
             with self._dir_lock:
                 self._listings[fh] = entries
         return entries
 
     def readdir(self, path, fh):
-        return [(name, attrs, 0) for name, attrs in self.listing(path, fh, 0)]
+        return [(name, _ns_times(dict(attrs)) if attrs else attrs, 0) for name, attrs in self.listing(path, fh, 0)]
 
     def releasedir(self, path, fh):
         with self._dir_lock:
@@ -281,6 +319,15 @@ class FuseOperations(mfusepy.Operations):
     def getxattr(self, path, name, position=0):
         return self.fs.getxattr(path, name)
 
+    def getxattr_or_errno(self, path, name):
+        """``getxattr`` for libfuse: the value, or a negative errno without raising.
+        ``ls -l`` asks ``security.selinux`` and ``system.posix_acl_access`` of every
+        entry, and "no such attribute" is the usual answer."""
+        try:
+            return self.fs.getxattr(path, name)
+        except Exception as exc:  # noqa: BLE001 - every failure must become an errno
+            return -_errno_of("getxattr", path, exc)
+
     @_fs_call
     def setxattr(self, path, name, value, options, position=0):
         return self.fs.setxattr(path, name, value, options)
@@ -333,22 +380,42 @@ class _Fuse(mfusepy.FUSE):
     def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
         # Offsets (index + 1) put libfuse in its offset mode: only there does it turn
         # FUSE_FILL_DIR_PLUS entries into kernel inodes with attributes.
+        # libfuse copies the stat it is given, so two structs serve every entry: one
+        # rewritten whole for each entry with attributes, one holding only a type.
         plus = bool(flags & FUSE_READDIR_PLUS)
         entries = self.operations.listing(self._decode(path), fip.contents.fh, offset)
+        full, bare = mfusepy.c_stat(), mfusepy.c_stat()
+        encoding, errors = self.encoding, self.errors
         for index in range(offset, len(entries)):
             name, attrs = entries[index]
-            st = mfusepy.c_stat()
-            fill_flags = 0
+            st, fill_flags = None, 0
             if attrs:
-                if plus and name not in (".", ".."):
-                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
-                    fill_flags = FUSE_FILL_DIR_PLUS
+                if plus and name != "." and name != "..":
+                    _fill_stat(full, attrs)
+                    st, fill_flags = full, FUSE_FILL_DIR_PLUS
                 else:
-                    st.st_mode = attrs.get("st_mode", 0)
-            if filler(buf, name.encode(self.encoding, self.errors), st if attrs else None,
-                      index + 1, fill_flags) != 0:
+                    bare.st_mode = attrs.get("st_mode", 0)
+                    st = bare
+            if filler(buf, name.encode(encoding, errors), st, index + 1, fill_flags) != 0:
                 break
         return 0
+
+    def getattr_fuse_3(self, path, buf, fip):
+        attrs = self.operations.getattr(self._decode(path), fip.contents.fh if fip else None)
+        ctypes.memset(buf, 0, ctypes.sizeof(mfusepy.c_stat))
+        _fill_stat(buf.contents, attrs)
+        return 0
+
+    def getxattr(self, path, name, value, size, *args):
+        ret = self.operations.getxattr_or_errno(self._decode(path), self._decode(name))
+        if isinstance(ret, int):
+            return ret
+        if not value:  # a size query
+            return len(ret)
+        if len(ret) > size:
+            return -errno.ERANGE
+        ctypes.memmove(value, ret, len(ret))
+        return len(ret)
 
     def rename_fuse_3(self, old, new, flags):
         return self.operations.rename(self._decode(old), self._decode(new), flags)
