@@ -156,6 +156,17 @@ def log_in_background(config, cache_dir: str) -> Optional[str]:
 
 # --------------------------------------------------------------------------- checks
 
+def check_logfile(path: Optional[str]) -> None:
+    """``logfile=`` must be writable before the daemon starts, or its errors go nowhere."""
+    if not path:
+        return
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise UserError("cannot write the log file %s: %s" % (path, exc.strerror or exc))
+
+
 def _mounted_paths() -> set:
     paths = set()
     try:
@@ -537,6 +548,7 @@ def mount(config, environ) -> int:
     for warning in config.warnings or ():
         sys.stderr.write("ossfs: warning: %s\n" % warning)
     check_mountpoint(config.mountpoint, bool(config.nonempty))
+    check_logfile(getattr(config, "logfile", "") or None)
     credentials = resolve_and_remember(config, environ)
     store = build_store(config, credentials)
     check_bucket(store, config)
