@@ -2,7 +2,8 @@
 """Regenerates the generated sections of README.md from their single sources.
 
 * ``options``: the option table of ``ossfs/config.py`` (``options_markdown()``);
-* ``semantics``: ``docs/semantics.md``, headings moved one level down.
+* ``semantics``, ``faults``, ``durability``: ``docs/<name>.md``, headings moved one
+  level down.
 
 ``python3 scripts/update_readme.py`` rewrites README.md; ``--check`` exits 1 if it is
 out of date (``tests/test_readme.py`` runs that).
@@ -24,8 +25,10 @@ def _options() -> str:
     return "\n".join(body).strip() + "\n"
 
 
-def _semantics() -> str:
-    text = (ROOT / "docs" / "semantics.md").read_text(encoding="utf-8")
+def _doc(name: str) -> str:
+    """docs/<name>.md without its title, headings one level down, links made relative
+    to the repository root."""
+    text = (ROOT / "docs" / (name + ".md")).read_text(encoding="utf-8")
     lines = text.splitlines()
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
@@ -34,11 +37,16 @@ def _semantics() -> str:
     for ln in lines:
         if ln.startswith("```"):
             in_code = not in_code
-        out.append("#" + ln if (ln.startswith("#") and not in_code) else ln)
+        if not in_code:
+            if ln.startswith("#"):
+                ln = "#" + ln
+            ln = re.sub(r"\]\((?!https?:|#|/)([^)]+)\)", r"](docs/\1)", ln)
+        out.append(ln)
     return "\n".join(out).strip() + "\n"
 
 
-SECTIONS = {"options": _options, "semantics": _semantics}
+SECTIONS = {"options": _options, "semantics": lambda: _doc("semantics"), "faults": lambda: _doc("faults"),
+            "durability": lambda: _doc("durability")}
 
 
 def render(readme: str) -> str:
