@@ -221,6 +221,7 @@ class StagedFile:
         self._seq_end = -1                  # read-ahead state
         self._window = READAHEAD_MIN
         self._last_persist = 0.0
+        self._saved = None                  # GUARDED_BY(lock): the row persist() wrote last
 
     # --- state ---
 
@@ -257,11 +258,18 @@ class StagedFile:
         self.rec.ranges = self.ranges.as_list()
         self.rec.dirty_ranges = None if self.dirty_ranges is None else self.dirty_ranges.as_list()
 
-    def persist(self) -> None:
+    def persist(self, if_changed: bool = False) -> None:
+        """Write the record to the index; with ``if_changed``, only when it differs
+        from what was written last (a clean file closed unchanged costs no write)."""
         with self.lock:
             self._sync_rec()
+            row = dict(vars(self.rec))  # flat: diskcache pickles it at once
+            same = {**row, "open_count": 0} == self._saved
+            if if_changed and same and not self.rec.dirty:
+                return
             self._last_persist = time.monotonic()
-            self.cache._save(self.rec)
+            self.cache._save(self.rec, row)
+            self._saved = {**row, "open_count": 0}
 
     def _open_fd(self) -> None:
         if self.fd is None:
@@ -326,10 +334,13 @@ class StagedFile:
         if not miss:
             return
         self.cache.ensure_space(sum(e - s for s, e in miss))
+        _tr("fetch start %s %r" % (key, miss))
         self.cache.downloader.fetch(key, etag, self.fd, [(s, e - s) for s, e in miss])
         with self.lock:
             for s, e in miss:
                 self.ranges.add(s, e)
+        _tr("fetch done %s" % key)
+        with self.lock:
             self._maybe_persist(force=not self.rec.dirty)
 
     def _maybe_persist(self, force: bool = False) -> None:
@@ -636,8 +647,8 @@ class Cache:
             if name not in known:  # staged but never indexed (crash before the first save)
                 _unlink(os.path.join(self.files_dir, name))
 
-    def _save(self, rec: IndexRecord) -> None:
-        self._index.set(rec.file_id, asdict(rec))
+    def _save(self, rec: IndexRecord, row: Optional[dict] = None) -> None:
+        self._index.set(rec.file_id, asdict(rec) if row is None else row)
         with self._lock:
             if rec.dirty and rec.file_id in self._records:
                 self._dirty_ids.add(rec.file_id)
@@ -818,7 +829,7 @@ class Cache:
                 os.close(sf.fd)
                 sf.fd = None
         if not sf.detached:
-            sf.persist()
+            sf.persist(if_changed=True)
         with self._lock:
             if sf.rec.open_count:
                 return sf.rec.open_count
@@ -909,6 +920,7 @@ class Cache:
         stat the disk and sum the index each time."""
         if need <= 0:
             return
+        _tr("ensure need=%d budget=%d used=%d" % (need, self._budget, self._used()))
         with self._lock:
             if need <= self._budget:
                 self._budget -= need
@@ -926,7 +938,7 @@ class Cache:
                             or victim.file_id in self._live):
                         continue  # reopened or changed since the list was made
                     self._drop(victim.file_id)
-                log.debug("evicting staged %r", victim.key)
+                _tr("evict %s %d" % (victim.key, sum(e - s for s, e in victim.ranges)))
                 self._index.delete(victim.file_id)
                 _unlink(os.path.join(self.files_dir, victim.file_id))
                 headroom += sum(e - s for s, e in victim.ranges)
@@ -996,6 +1008,13 @@ def checkpointed_uploads(directory: str) -> set:
                 if upload_id:
                     ids.add(upload_id)
     return ids
+
+
+def _tr(msg):
+    p = os.environ.get("XTRACE_SPACE")
+    if p:
+        with open(p, "a") as f:
+            f.write("%.4f %s %s\n" % (time.monotonic(), threading.current_thread().name, msg))
 
 
 def _unlink(path: str) -> None:
