@@ -354,7 +354,7 @@ def test_status_shows_progress_of_a_slow_upload(oss_server, mounter, run_ossfs):
     size = 30 * MiB
     f = open(m.p("slow.bin"), "wb")
     want = write_chunks(f, "slow.bin", size)
-    oss_server.set_faults(bandwidth=3 * MiB)
+    oss_server.set_faults(bandwidth=1 * MiB)  # 30 s of upload: room for slow status calls on a loaded machine
     closer = threading.Thread(target=f.close, daemon=True)
     closer.start()
     try:
