@@ -229,6 +229,8 @@ def build_store(config, credentials):
                     retries=config.retries, connect_timeout=config.connect_timeout,
                     readwrite_timeout=config.readwrite_timeout,
                     sigv4=sigv4, region=region_of(config) if sigv4 else None,
+                    # parallel HEADs of a listing + parts of a few files in flight at once
+                    pool_size=max(32, int(config.multireq_max) + 4 * int(config.parallel_count) + 4),
                     list_v2=bool(getattr(config, "listobjectsv2", False)))
 
 
