@@ -42,6 +42,13 @@ Invariants
   index.  When nothing more can be evicted a write
   fails with ENOSPC before touching the file (nothing written is corrupted); a
   read that cannot be staged is served straight from the store instead.
+  Room is *reserved* before bytes move (:meth:`Cache.reserve`) and the reservation
+  is released once they are marked present (or the move failed), so bytes still
+  in flight (a background fill and a read-ahead of two files at once) count
+  against the limits as much as bytes already present: staged + reserved never
+  exceeds ``cache_size_mb``.  Checking the limits (a disk stat, a sum over the
+  index) is done at most once per ``BUDGET_MAX`` bytes: each check hands out a
+  budget, and reservations within it cost one lock round.
 * A failed upload leaves the file dirty, its data and its upload checkpoint
   (persisted through ``on_checkpoint``) in place; the next upload resumes.
 * ``del_cache`` (as in ossfs 1.x) empties the cache at mount and unmount, except
@@ -57,12 +64,21 @@ Threads and locks (order, outermost first)
 fetches, writes, truncates, uploads; held across the network for a fetch or an
 upload of that file only) -> ``StagedFile.lock`` (its size, ranges, dirty state,
 record; never held across the network) -> ``Cache._lock`` (``_open``,
-``_records``, ``open_count`` of every record, eviction).  Reads of bytes already
-present take only ``StagedFile.lock`` briefly, so they never wait for the network.
+``_records``, ``open_count`` of every record, ``_budget``, ``_reserved``,
+eviction).  Reads of bytes already present take only ``StagedFile.lock``
+briefly, so they never wait for the network.
+
+``Cache._space_lock`` serialises the slow path of :meth:`Cache.ensure_space`
+(measure the limits, evict, hand out the next budget), so that two threads never
+both fit into the same room.  It may be taken with a ``StagedFile.io_lock`` held,
+never with a ``StagedFile.lock`` held, and before ``Cache._lock``:
+``StagedFile.io_lock`` -> ``Cache._space_lock`` -> ``Cache._lock``.  It is never
+held across the network (only across a disk stat and the unlinking of victims).
 """
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -333,15 +349,14 @@ class StagedFile:
             key, etag = self.rec.key, self.rec.etag
         if not miss:
             return
-        self.cache.ensure_space(sum(e - s for s, e in miss))
-        _tr("fetch start %s %r" % (key, miss))
-        self.cache.downloader.fetch(key, etag, self.fd, [(s, e - s) for s, e in miss])
-        with self.lock:
-            for s, e in miss:
-                self.ranges.add(s, e)
-        _tr("fetch done %s" % key)
-        with self.lock:
-            self._maybe_persist(force=not self.rec.dirty)
+        # The reservation lasts until the bytes are marked present (or the fetch
+        # failed): meanwhile they count as staged for every other reservation.
+        with self.cache.reserve(sum(e - s for s, e in miss)):
+            self.cache.downloader.fetch(key, etag, self.fd, [(s, e - s) for s, e in miss])
+            with self.lock:
+                for s, e in miss:
+                    self.ranges.add(s, e)
+                self._maybe_persist(force=not self.rec.dirty)
 
     def _maybe_persist(self, force: bool = False) -> None:
         if force or time.monotonic() - self._last_persist >= PERSIST_INTERVAL:
@@ -383,21 +398,21 @@ class StagedFile:
                 end = offset + n
                 growth = max(0, end - max(old, offset)) + sum(
                     e - s for s, e in self.ranges.missing(offset, min(end, old)))
-            self.cache.ensure_space(growth)
-            with self.lock:
-                self._mark_dirty_locked()
-            written = 0
-            while written < n:
-                written += os.pwrite(self.fd, data[written:], offset + written)
-            with self.lock:
-                self.ranges.add(offset, end)
-                if offset > self.rec.size:
-                    self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
-                if self.dirty_ranges is not None:
-                    self.dirty_ranges.add(min(offset, self.rec.size), end)
-                self.rec.size = max(self.rec.size, end)
-                self.unsent += n
-                self._maybe_persist()
+            with self.cache.reserve(growth):
+                with self.lock:
+                    self._mark_dirty_locked()
+                written = 0
+                while written < n:
+                    written += os.pwrite(self.fd, data[written:], offset + written)
+                with self.lock:
+                    self.ranges.add(offset, end)
+                    if offset > self.rec.size:
+                        self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
+                    if self.dirty_ranges is not None:
+                        self.dirty_ranges.add(min(offset, self.rec.size), end)
+                    self.rec.size = max(self.rec.size, end)
+                    self.unsent += n
+                    self._maybe_persist()
         return n
 
     def truncate(self, length: int) -> None:
@@ -573,6 +588,10 @@ class Cache:
         self._dirty_ids: set = set()  # GUARDED_BY(_lock): file_ids of dirty records (fast lookups)
         self._by_key: dict = {}    # GUARDED_BY(_lock): key -> set of file_ids (INVARIANT: mirrors rec.key)
         self._budget = 0           # GUARDED_BY(_lock): bytes known to fit without checking again
+        self._reserved = 0         # GUARDED_BY(_lock): bytes reserved, not yet marked present
+        # Serialises the slow path of ensure_space() (see the module docstring); taken
+        # before _lock, never with a StagedFile.lock held.
+        self._space_lock = threading.Lock()
         self._fill_pool: Optional[ThreadPoolExecutor] = None
         self._load()
         # Staged bytes reach the disk after the index says they are present (no fsync per
@@ -899,55 +918,104 @@ class Cache:
 
     # --- space ---
 
-    def _used(self) -> int:
+    def _used_locked(self) -> int:
         """Bytes staged (present ranges); an open file's live range set is newer than
-        its record's."""
+        its record's.  Caller holds _lock."""
+        return sum(self._live[r.file_id].ranges.total() if r.file_id in self._live
+                   else sum(e - s for s, e in r.ranges) for r in self._records.values())
+
+    def _used(self) -> int:
         with self._lock:
-            return sum(self._live[r.file_id].ranges.total() if r.file_id in self._live
-                       else sum(e - s for s, e in r.ranges) for r in self._records.values())
+            return self._used_locked()
 
     def _headroom(self) -> int:
-        """Bytes that fit before a limit is reached (negative: over a limit)."""
-        room = self.cache_size - self._used() if self.cache_size > 0 else 1 << 62
+        """Bytes that fit before a limit is reached (negative: over a limit), counting
+        bytes reserved but not yet marked present as staged.  Staged and reserved
+        bytes are read in one hold of _lock: a reservation is released only after its
+        bytes are marked present, so they are counted once or twice, never zero times."""
+        with self._lock:
+            staged = self._used_locked() + self._reserved
+            reserved = self._reserved
+        room = self.cache_size - staged if self.cache_size > 0 else 1 << 62
         du = self.disk_usage(self.dir)
         floor = max(self.ensure_diskfree, du.total * self.free_space_ratio // 100, INDEX_RESERVE)
-        return min(room, du.free - floor)
+        return min(room, du.free - floor - reserved)
 
-    def ensure_space(self, need: int) -> None:
-        """Evict clean closed files (LRU) until ``need`` more bytes fit; ENOSPC if they
-        cannot.  The limits are checked again only when the room measured last time is
-        used up (at most every BUDGET_MAX bytes), so a stream of small writes does not
-        stat the disk and sum the index each time."""
+    @contextlib.contextmanager
+    def reserve(self, need: int):
+        """Room for ``need`` more bytes for the duration of the ``with`` block: the
+        caller moves them and marks them present inside it (see :meth:`ensure_space`)."""
+        self.ensure_space(need)
+        try:
+            yield
+        finally:
+            self.release_space(need)
+
+    def release_space(self, need: int) -> None:
+        """End a reservation of :meth:`ensure_space` (its bytes are marked present
+        now, or were never written)."""
         if need <= 0:
             return
-        _tr("ensure need=%d budget=%d used=%d" % (need, self._budget, self._used()))
+        with self._lock:
+            self._reserved -= need
+            assert self._reserved >= 0, self._reserved
+
+    def ensure_space(self, need: int) -> None:
+        """Reserve room for ``need`` more bytes, evicting clean closed files (LRU) if
+        they do not fit; ENOSPC if they cannot be made to fit.  Every successful call
+        is paired with :meth:`release_space` once the bytes are marked present (use
+        :meth:`reserve`).
+
+        The limits are checked again only when the room measured last time is used
+        up (at most every BUDGET_MAX bytes), so a stream of small writes does not
+        stat the disk and sum the index each time.  The check (the slow path) is
+        serialised by _space_lock and empties the budget while it runs, so no
+        reservation is handed out from a measurement that did not count it."""
+        if need <= 0:
+            return
         with self._lock:
             if need <= self._budget:
                 self._budget -= need
+                self._reserved += need
                 return
-        headroom = self._headroom()
-        if headroom < need:
+        with self._space_lock:
             with self._lock:
-                victims = sorted((r for r in self._records.values()
-                                  if not r.dirty and r.open_count == 0 and r.file_id not in self._live
-                                  and r.ranges), key=lambda r: r.last_use)
-            for victim in victims:
-                with self._lock:
-                    current = self._records.get(victim.file_id)
-                    if (current is not victim or victim.dirty or victim.open_count
-                            or victim.file_id in self._live):
-                        continue  # reopened or changed since the list was made
-                    self._drop(victim.file_id)
-                _tr("evict %s %d" % (victim.key, sum(e - s for s, e in victim.ranges)))
-                self._index.delete(victim.file_id)
-                _unlink(os.path.join(self.files_dir, victim.file_id))
-                headroom += sum(e - s for s, e in victim.ranges)
-                if headroom >= need:
-                    break
+                if need <= self._budget:  # made room while we waited for the slow path
+                    self._budget -= need
+                    self._reserved += need
+                    return
+                self._budget = 0
+            headroom = self._headroom()
             if headroom < need:
-                raise FsError(errno.ENOSPC, "no room in the cache directory %s" % self.dir)
+                headroom = self._evict(need, headroom)
+                if headroom < need:
+                    raise FsError(errno.ENOSPC, "no room in the cache directory %s" % self.dir)
+            with self._lock:
+                self._reserved += need
+                self._budget = min(headroom - need, BUDGET_MAX)
+
+    def _evict(self, need: int, headroom: int) -> int:
+        """Delete clean closed staged files, least recently used first, until
+        ``headroom`` reaches ``need``; returns the headroom reached.  Caller holds
+        _space_lock."""
         with self._lock:
-            self._budget = min(headroom - need, BUDGET_MAX)
+            victims = sorted((r for r in self._records.values()
+                              if not r.dirty and r.open_count == 0 and r.file_id not in self._live
+                              and r.ranges), key=lambda r: r.last_use)
+        for victim in victims:
+            with self._lock:
+                current = self._records.get(victim.file_id)
+                if (current is not victim or victim.dirty or victim.open_count
+                        or victim.file_id in self._live):
+                    continue  # reopened or changed since the list was made
+                self._drop(victim.file_id)
+            log.debug("evicting staged %r", victim.key)
+            self._index.delete(victim.file_id)
+            _unlink(os.path.join(self.files_dir, victim.file_id))
+            headroom += sum(e - s for s, e in victim.ranges)
+            if headroom >= need:
+                break
+        return headroom
 
     def drop_clean(self) -> None:
         """Delete every clean, closed staged file (``del_cache``)."""
@@ -1008,13 +1076,6 @@ def checkpointed_uploads(directory: str) -> set:
                 if upload_id:
                     ids.add(upload_id)
     return ids
-
-
-def _tr(msg):
-    p = os.environ.get("XTRACE_SPACE")
-    if p:
-        with open(p, "a") as f:
-            f.write("%.4f %s %s\n" % (time.monotonic(), threading.current_thread().name, msg))
 
 
 def _unlink(path: str) -> None:

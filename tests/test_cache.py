@@ -366,3 +366,160 @@ def test_random_writes_truncates_match_a_model(tmp_path):
         cache.close()
 
     check()
+
+
+def _staged_on_disk(cache) -> int:
+    return sum(os.lstat(os.path.join(cache.files_dir, n)).st_blocks * 512 for n in os.listdir(cache.files_dir))
+
+
+class GatedStore(MemoryStore):
+    """Downloads of the keys in ``gated`` wait for ``release`` (bytes stay in flight)."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+        self.gated = set()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def get_to_file(self, key, fileobj, start=0, length=None, if_match=None):
+        if key in self.gated:
+            self.entered.set()
+            assert self.release.wait(10)
+        return super().get_to_file(key, fileobj, start, length, if_match=if_match)
+
+
+def test_bytes_in_flight_count_against_the_cache_size(tmp_path):
+    """A fetch still downloading holds its room: a second fetch of another file (the
+    background fill of one file and the read-ahead of the next) must evict to fit,
+    not fit into the same room (the staged total once reached limit + a chunk)."""
+    import threading
+    store = GatedStore()
+    clock = [1000.0]
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1, clock=lambda: clock[0],
+                       downloader=Downloader(store, parallel=2, chunk_size=1 << 20))  # one GET, inline
+    old = _stage(cache, store, "old", 400 * KB, clock)
+    cache.release(old)                                      # clean, closed: evictable
+    store.put("a", os.urandom(500 * KB))
+    store.put("b", os.urandom(500 * KB))
+    a = cache.open("a", store.head("a"))
+    b = cache.open("b", store.head("b"))
+    store.gated.add("a")
+    errors = []
+
+    def fetch_a():
+        try:
+            a.fetch(0, 500 * KB)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=fetch_a)
+    t.start()
+    try:
+        assert store.entered.wait(10)       # a's 500 KB are reserved, not yet present
+        b.fetch(0, 500 * KB)                # must make room for a's bytes as well
+        assert "old" not in {r.key for r in cache._records.values()}
+    finally:
+        store.release.set()
+        t.join(10)
+    assert not errors and a.complete() and b.complete()
+    assert cache._used() <= cache.cache_size
+    assert _staged_on_disk(cache) <= cache.cache_size
+    assert cache._reserved == 0
+    for sf in (a, b):
+        cache.release(sf)
+    cache.check_invariants()
+    cache.close()
+
+
+def test_in_flight_bytes_that_cannot_fit_give_enospc(tmp_path):
+    """Nothing evictable: a second reservation while the first is in flight fails
+    (a read is then served from the store), and the staged total stays in bounds."""
+    import threading
+    store = GatedStore()
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1,
+                       downloader=Downloader(store, parallel=2, chunk_size=1 << 20))
+    store.put("a", os.urandom(600 * KB))
+    store.put("b", os.urandom(600 * KB))
+    a = cache.open("a", store.head("a"))
+    b = cache.open("b", store.head("b"))
+    store.gated.add("a")
+    t = threading.Thread(target=a.fetch, args=(0, 600 * KB))
+    t.start()
+    try:
+        assert store.entered.wait(10)
+        with pytest.raises(FsError) as info:
+            b.fetch(0, 600 * KB)
+        assert info.value.errno == errno.ENOSPC
+        assert b.read(0, 600 * KB) == store.peek("b")      # served straight from the store
+        assert b.ranges.total() == 0
+    finally:
+        store.release.set()
+        t.join(10)
+    assert a.complete() and cache._reserved == 0
+    assert _staged_on_disk(cache) <= cache.cache_size
+    for sf in (a, b):
+        cache.release(sf)
+    cache.close()
+
+
+def test_slow_path_of_ensure_space_is_serialised(tmp_path, store):
+    """Two threads that both run out of budget at once measure the limits one after
+    the other, so they never both take the same room."""
+    import threading
+    inside = [0]
+    most = [0]
+    lock = threading.Lock()
+
+    def slow_usage(_path):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)  # the other thread arrives meanwhile
+        with lock:
+            inside[0] -= 1
+        return plenty(_path)
+
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1, disk_usage=slow_usage)
+    results = []
+
+    def reserve():
+        try:
+            cache.ensure_space(600 * KB)
+            results.append("ok")
+        except FsError as exc:
+            results.append(exc.errno)
+
+    threads = [threading.Thread(target=reserve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert most[0] == 1
+    assert sorted(results, key=str) == sorted(["ok", errno.ENOSPC], key=str)
+    assert cache._reserved == 600 * KB
+    cache.release_space(600 * KB)
+    assert cache._reserved == 0
+    cache.close()
+
+
+def test_failed_fetch_and_refused_write_release_their_reservation(tmp_path, store):
+    from ossfs.errors import TransientError as Down
+    store.put("f", os.urandom(300 * KB))
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1)
+    sf = cache.open("f", store.head("f"))
+    store.fail_next("GetObject", Down("down"))
+    with pytest.raises(Down):
+        sf.fetch(0, 300 * KB)   # one of its chunks failed
+    assert cache._reserved == 0
+    sf.fetch(0, 300 * KB)
+    assert cache._reserved == 0 and sf.complete()
+    w = cache.open("w", None)
+    with pytest.raises(FsError):
+        w.write(0, b"x" * (900 * KB))   # 300 KB staged + 900 KB > 1 MiB, "f" is open
+    assert cache._reserved == 0
+    w.write(0, b"x" * (600 * KB))
+    assert cache._reserved == 0
+    for s in (sf, w):
+        cache.release(s)
+    cache.close()
