@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-exec python3 -m pytest -q -p no:cacheprovider tests "$@"
+exec python3 -m pytest -q -p no:cacheprovider --durations=20 tests "$@"
