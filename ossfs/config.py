@@ -203,6 +203,8 @@ OPTIONS: list = [
     _o("cache_size_mb", "int", 10240, "Largest size of the local cache (MB); clean files are "
        "evicted beyond it.", minimum=1),
     _o("del_cache", "flag", False, "Delete the cache directory when mounting and unmounting."),
+    _o("check_cache_dir_exist", "flag", False, "Refuse to mount when the use_cache= directory does not "
+       "exist (instead of creating it), as in ossfs 1.x."),
     _o("ensure_diskfree", "int", 0, "Keep this much disk space free (MB) in the cache directory.",
        minimum=0),
     _o("free_space_ratio", "int", 10, "Keep this percentage of the cache disk free.", minimum=0,

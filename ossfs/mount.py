@@ -221,6 +221,20 @@ def region_of(config) -> Optional[str]:
     return None
 
 
+MiB = 1024 * 1024
+
+
+def object_headers_of(config) -> dict:
+    """Headers every new object carries: ``default_acl=`` and ``storage_class=``."""
+    headers = {}
+    acl = getattr(config, "default_acl", "")
+    if acl and acl != "default":
+        headers["x-oss-object-acl"] = acl
+    if getattr(config, "storage_class", ""):
+        headers["x-oss-storage-class"] = config.storage_class
+    return headers
+
+
 def build_store(config, credentials):
     """The OssStore for ``config`` (also used by the maintenance verbs)."""
     from ossfs.store_oss import OssStore
@@ -231,6 +245,10 @@ def build_store(config, credentials):
                     sigv4=sigv4, region=region_of(config) if sigv4 else None,
                     # parallel HEADs of a listing + parts of a few files in flight at once
                     pool_size=max(32, int(config.multireq_max) + 4 * int(config.parallel_count) + 4),
+                    object_headers=object_headers_of(config),
+                    path_style=bool(getattr(config, "use_path_request_style", False)),
+                    copy_limit=int(config.singlepart_copy_limit) * MiB,
+                    copy_part_size=int(config.multipart_copy_size) * MiB,
                     list_v2=bool(getattr(config, "listobjectsv2", False)))
 
 
@@ -551,6 +569,8 @@ def mount(config, environ) -> int:
         sys.stderr.write("ossfs: warning: %s\n" % warning)
     check_mountpoint(config.mountpoint, bool(config.nonempty))
     check_logfile(getattr(config, "logfile", "") or None)
+    if getattr(config, "check_cache_dir_exist", False) and config.use_cache and not os.path.isdir(config.use_cache):
+        raise UserError("cache directory %s does not exist (check_cache_dir_exist)" % config.use_cache)
     credentials = resolve_and_remember(config, environ)
     store = build_store(config, credentials)
     check_bucket(store, config)

@@ -359,7 +359,7 @@ class OssStore:
                  connect_timeout: float = 30, readwrite_timeout: float = 120, sigv4: bool = False,
                  region: Optional[str] = None, pool_size: int = 32, list_v2: bool = False,
                  copy_limit: int = GiB, copy_part_size: int = 512 << 20, copy_parallel: int = 4,
-                 enable_crc: bool = True):
+                 enable_crc: bool = True, object_headers: Optional[dict] = None, path_style: bool = False):
         if "://" not in endpoint:
             endpoint = "http://" + endpoint
         self.endpoint = endpoint.rstrip("/")
@@ -370,6 +370,9 @@ class OssStore:
         self.copy_limit = copy_limit
         self.copy_part_size = copy_part_size
         self.copy_parallel = copy_parallel
+        # sent with every request that makes a new object (PUT, initiate, copy):
+        # x-oss-object-acl (default_acl=), x-oss-storage-class (storage_class=)
+        self.object_headers = dict(object_headers or {})
         if isinstance(credentials, (tuple, list)):
             key_id, secret = credentials[0], credentials[1]
             token = credentials[2] if len(credentials) > 2 else None
@@ -389,11 +392,11 @@ class OssStore:
         _settle_environment(self._session.session, self.endpoint)
         self._bucket = oss2.Bucket(auth, self.endpoint, bucket, session=self._session,
                                    connect_timeout=(connect_timeout, readwrite_timeout),
-                                   enable_crc=enable_crc, region=region)
+                                   enable_crc=enable_crc, region=region, is_path_style=path_style)
         # check_bucket must fail within seconds, whatever the configured timeouts.
         self._quick_bucket = oss2.Bucket(auth, self.endpoint, bucket, session=self._session,
                                          connect_timeout=(min(connect_timeout, 5), min(readwrite_timeout, 10)),
-                                         enable_crc=enable_crc, region=region)
+                                         enable_crc=enable_crc, region=region, is_path_style=path_style)
 
     def __repr__(self):
         return "OssStore(%s, %s, prefix=%r)" % (self.endpoint, self.bucket, self.prefix)
@@ -556,6 +559,7 @@ class OssStore:
             if_match: Optional[str] = None) -> ObjectInfo:
         data = _Body(body)
         headers = _meta_headers(meta, content_type)
+        headers.update(self.object_headers)
         headers["Content-MD5"] = data.md5
         if if_match:
             # OSS ignores If-Match on PutObject: check with a HEAD first (a writer that
@@ -586,6 +590,7 @@ class OssStore:
         if src.size > self.copy_limit:
             return self._multipart_copy(src, dst_key, new_meta, new_type, guard)
         headers = {"x-oss-copy-source-if-match": _quote(guard)}
+        headers.update(self.object_headers)
         if meta is not None or content_type:
             headers.update(_meta_headers(new_meta, new_type))
             headers["x-oss-metadata-directive"] = "REPLACE"
@@ -675,6 +680,7 @@ class OssStore:
 
     def initiate_multipart(self, key: str, meta: Optional[dict] = None, content_type: str = "") -> str:
         headers = _meta_headers(meta, content_type)
+        headers.update(self.object_headers)
         result = self._call("INITIATE %r" % key,
                             lambda _a: self._bucket.init_multipart_upload(self._k(key), headers=dict(headers)))
         return result.upload_id

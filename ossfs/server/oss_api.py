@@ -87,10 +87,12 @@ def object_headers(rec: ObjectRecord) -> Dict[str, str]:
         "Last-Modified": http_date(rec.last_modified),
         "Accept-Ranges": "bytes",
         "x-oss-object-type": rec.object_type,
-        "x-oss-storage-class": "Standard",
+        "x-oss-storage-class": rec.headers.get("x-oss-storage-class", "Standard"),
         "x-oss-hash-crc64ecma": str(rec.crc64),
     }
     for k, v in rec.headers.items():
+        if k == "x-oss-storage-class":
+            continue
         h["-".join(p.capitalize() for p in k.split("-"))] = v
     for k, v in rec.user_meta.items():
         h["x-oss-meta-" + k] = v

@@ -54,7 +54,7 @@ PIPELINE_MIN = 4 * CHUNK
 MIN_PART_SIZE = 100 * 1024
 MAX_PARTS = 10000
 MAX_COPY_SIZE = 1 << 30
-HEADER_NAMES = ("cache-control", "content-disposition", "content-encoding", "expires",
+HEADER_NAMES = ("x-oss-storage-class", "cache-control", "content-disposition", "content-encoding", "expires",
                 "content-language")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
