@@ -155,6 +155,32 @@ def _run_bounded(pool: Executor, parallel: int, todo, run) -> None:
         raise error
 
 
+class _WorkerPool:
+    """The executor a transfer runs its parallel requests on: the caller's, or one of
+    ``workers`` threads made on first use and shut down by :meth:`close`."""
+
+    def __init__(self, executor: Optional[Executor], workers: int, name: str):
+        self._given = executor
+        self._workers = workers
+        self._name = name
+        self._own: Optional[ThreadPoolExecutor] = None
+        self._lock = threading.Lock()  # guards _own
+
+    def get(self) -> Executor:
+        if self._given is not None:
+            return self._given
+        with self._lock:
+            if self._own is None:
+                self._own = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
+            return self._own
+
+    def close(self) -> None:
+        with self._lock:
+            if self._own is not None:
+                self._own.shutdown(wait=True)
+                self._own = None
+
+
 class Uploader:
     """Sends staged files to the store: single PUT or resumable multipart.
 
@@ -172,24 +198,14 @@ class Uploader:
         self.multipart_threshold = max(1, multipart_threshold)
         self.part_size = part_size
         self.parallel = max(1, parallel)
-        self._executor = executor
-        self._own_executor: Optional[ThreadPoolExecutor] = None
-        self._executor_lock = threading.Lock()
+        self._workers = _WorkerPool(executor, self.parallel, "ossfs-upload")
 
     def _pool(self) -> Executor:
-        if self._executor is not None:
-            return self._executor
-        with self._executor_lock:
-            if self._own_executor is None:
-                self._own_executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="ossfs-upload")
-            return self._own_executor
+        return self._workers.get()
 
     def close(self) -> None:
         """Stop the private thread pool (a shared executor is left alone)."""
-        with self._executor_lock:
-            if self._own_executor is not None:
-                self._own_executor.shutdown(wait=True)
-                self._own_executor = None
+        self._workers.close()
 
     def part_size_for(self, size: int) -> int:
         """The configured part size, grown so that ``size`` fits in 10,000 parts."""
@@ -352,24 +368,13 @@ class Downloader:
         self.store = store
         self.parallel = max(1, parallel)
         self.chunk_size = max(1, chunk_size)
-        self._executor = executor
-        self._own_executor: Optional[ThreadPoolExecutor] = None
-        self._executor_lock = threading.Lock()
+        self._workers = _WorkerPool(executor, self.parallel, "ossfs-download")
 
     def _pool(self) -> Executor:
-        if self._executor is not None:
-            return self._executor
-        with self._executor_lock:
-            if self._own_executor is None:
-                self._own_executor = ThreadPoolExecutor(max_workers=self.parallel,
-                                                        thread_name_prefix="ossfs-download")
-            return self._own_executor
+        return self._workers.get()
 
     def close(self) -> None:
-        with self._executor_lock:
-            if self._own_executor is not None:
-                self._own_executor.shutdown(wait=True)
-                self._own_executor = None
+        self._workers.close()
 
     def fetch(self, key: str, etag: str, path_or_fd: Union[str, int], ranges) -> None:
         """Write ``ranges`` (``(start, length)`` pairs) of object ``key`` at ETag ``etag``
