@@ -108,6 +108,18 @@ def _parse_amz_date(value: str) -> float:
         raise S3AuthError("AccessDenied", "X-Amz-Date is missing or not in ISO 8601 basic format") from None
 
 
+def _as_message(headers):
+    """``headers`` with the case-insensitive lookups HTTP headers need: an
+    ``email.message.Message`` (as ``http.server`` gives) is returned as it is, a plain
+    mapping is copied into one."""
+    if hasattr(headers, "get_all"):
+        return headers
+    message = email.message.Message()
+    for name, value in headers.items():
+        message[name] = value
+    return message
+
+
 def _parse_query(query: str) -> list:
     """Decoded (name, value) pairs in wire order; a bare ``name`` has value ``""``."""
     pairs = []
@@ -186,12 +198,7 @@ def verify_request(method: str, raw_path: str, query: str, headers,
     ``headers`` is an ``email.message.Message`` (as ``http.server`` gives) or a mapping.
     """
     now = time.time() if now is None else now
-    if not hasattr(headers, "get_all"):
-        # A plain mapping: give it the case-insensitive lookups HTTP headers need.
-        message = email.message.Message()
-        for name, value in headers.items():
-            message[name] = value
-        headers = message
+    headers = _as_message(headers)
     pairs = _parse_query(query)
     qdict = dict(pairs)
     presigned = "X-Amz-Algorithm" in qdict
@@ -291,11 +298,7 @@ def verify_request_v2(method: str, raw_path: str, query: str, headers, credentia
     sign the body (Content-MD5, when sent, is checked by the store).
     """
     now = time.time() if now is None else now
-    if not hasattr(headers, "get_all"):
-        message = email.message.Message()
-        for name, value in headers.items():
-            message[name] = value
-        headers = message
+    headers = _as_message(headers)
     pairs = _parse_query(query)
     qdict = dict(pairs)
     if "AWSAccessKeyId" in qdict:
