@@ -60,7 +60,9 @@ lists the same):
 * **statfs** reports large constant numbers (a bucket has no capacity), as s3fs.
 * **xattrs** live in ``x-oss-meta-xattr``; ``-o noxattr`` makes every xattr call
   ENOTSUP; a missing name is ENODATA; ``XATTR_CREATE`` on an existing name EEXIST,
-  ``XATTR_REPLACE`` on a missing one ENODATA.
+  ``XATTR_REPLACE`` on a missing one ENODATA.  The ``security.`` and ``system.``
+  namespaces (SELinux labels, POSIX ACLs) are not kept: ENOTSUP
+  (:data:`UNKEPT_XATTR_NAMESPACES`).
 * **access** checks the mode bits like the kernel with ``default_permissions``
   (owner, else group (primary and supplementary groups of the caller), else other);
   root passes except for execute on a file without any execute bit.
@@ -103,6 +105,14 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
+#: Extended attribute namespaces ossfs does not keep (get, set and remove give ENOTSUP;
+#: listxattr leaves them out).  The kernel enforces neither POSIX ACLs nor security
+#: labels on a FUSE mount without FUSE_POSIX_ACL, so storing them would only pretend
+#: they apply.  ENOTSUP, not ENODATA, is also what tells ``ls -l`` (and cp, rsync) that
+#: the filesystem has none: ls then stops asking after the first entry instead of
+#: making two FUSE requests per entry.  Such names already in an object's headers (s3fs
+#: stores every name) are kept untouched when other attributes change.
+UNKEPT_XATTR_NAMESPACES = ("security.", "system.")
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 MAX_NAME = 255
@@ -864,22 +874,22 @@ class FileSystem:
 
     # --- xattrs ---
 
-    def _xattrs(self, path: str) -> dict:
-        if not self.xattr_enabled:
+    def _xattrs(self, path: str, name: Optional[str] = None) -> dict:
+        if not self.xattr_enabled or (name is not None and name.startswith(UNKEPT_XATTR_NAMESPACES)):
             raise FsError(errno.ENOTSUP)
         return self._attr(path)[0].xattrs
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        value = self._xattrs(path).get(name)
+        value = self._xattrs(path, name).get(name)
         if value is None:
             raise FsError(errno.ENODATA)
         return bytes(value)
 
     def listxattr(self, path: str) -> list:
-        return sorted(self._xattrs(path))
+        return sorted(n for n in self._xattrs(path) if not n.startswith(UNKEPT_XATTR_NAMESPACES))
 
     def setxattr(self, path: str, name: str, value: bytes, flags: int = 0, position: int = 0) -> None:
-        current = self._xattrs(path)
+        current = self._xattrs(path, name)
         if flags & XATTR_CREATE and name in current:
             raise FsError(errno.EEXIST)
         if flags & XATTR_REPLACE and name not in current:
@@ -887,7 +897,7 @@ class FileSystem:
         self._update_attr(path, lambda a: replace(a, xattrs={**a.xattrs, name: bytes(value)}))
 
     def removexattr(self, path: str, name: str) -> None:
-        if name not in self._xattrs(path):
+        if name not in self._xattrs(path, name):
             raise FsError(errno.ENODATA)
         self._update_attr(path, lambda a: replace(a, xattrs={k: v for k, v in a.xattrs.items() if k != name}))
 

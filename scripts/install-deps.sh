@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fuse3 libfuse3-3 s3fs rclone attr rsync psmisc procps util-linux python3-venv)
+APT_PACKAGES=(fuse3 libfuse3-3 s3fs rclone attr rsync psmisc procps strace util-linux python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

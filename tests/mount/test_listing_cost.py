@@ -8,6 +8,7 @@ LIST shows unchanged costs no HEAD at all.
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,14 @@ S3FS_HEADERS = {"x-oss-meta-mode": str(0o100640), "x-oss-meta-uid": "1234", "x-o
 
 def requests(server) -> dict:
     return {k: v for k, v in server.stats()["requests"].items() if v}
+
+
+def xattr_syscalls(argv) -> int:
+    """How many getxattr-family system calls ``argv`` made (counted by strace)."""
+    out = subprocess.run(["strace", "-f", "-qq", "-c", "-U", "calls,name", "-e", "trace=getxattr,lgetxattr,fgetxattr",
+                          "-o", "/dev/stderr", *argv], capture_output=True, text=True, timeout=300, check=True).stderr
+    rows = [line.split() for line in out.splitlines()]
+    return sum(int(r[0]) for r in rows if len(r) == 2 and r[0].isdigit() and r[1].endswith("getxattr"))
 
 
 def ls_l(path: str) -> list:
@@ -56,13 +65,16 @@ def test_ls_l_costs_lists_only_once_attributes_are_known(mounter, big_dir, oss_s
     assert len(ls_l(big)) == N
     assert requests(oss_server) == {"ListObjects": PAGES}
 
-    # ls -l asks for ACLs and security labels per entry: answered from the attributes.
+    # ls -l asks for ACLs and security labels: ENOTSUP, which ossfs answers without a
+    # request, and which tells ls to stop asking for the rest of the listing.
     oss_server.reset_stats()
     for name in ("f00001", "f01999"):
         for attr in ("system.posix_acl_access", "security.selinux"):
-            with pytest.raises(OSError):
+            with pytest.raises(OSError) as err:
                 os.getxattr(os.path.join(big, name), attr)
+            assert err.value.errno == errno.ENOTSUP
     assert requests(oss_server) == {}
+    assert xattr_syscalls(["ls", "-l", big]) <= 4     # not 2 per entry
 
     # Remount on the same cache directory: the attributes are still known.
     m.unmount()
