@@ -15,8 +15,9 @@ own bytes present, plus a read-ahead window: 128 KiB for a reader that jumps
 around, doubling up to 8 MiB while the reader stays sequential (each read starts
 where the previous one ended).  So ``head -c 100`` of a 1 GiB object costs one GET
 of 128 KiB.  Meanwhile a background filler (a small pool shared by every staged
-file) fetches the missing bytes in order, a chunk at a time, until the file is
-complete or closed.  Every GET is pinned with If-Match to the ETag seen at open: a
+file) fetches the missing bytes in order, ``parallel_count`` ranged GETs of
+:data:`DOWNLOAD_CHUNK` at a time, until the file is complete or closed: a
+sequential reader of a cold file reads at the speed of that many parallel streams.  Every GET is pinned with If-Match to the ETag seen at open: a
 staged file is never stitched from two versions of an object.  A staged file whose
 ETag and size are unchanged at the next open is reused with the ranges it has.
 
@@ -104,7 +105,7 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 READAHEAD_MIN = 128 * 1024
 READAHEAD_MAX = 8 * MB
-FILL_CHUNK = 4 * MB
+DOWNLOAD_CHUNK = 8 * MB  # one ranged GET of a fetch; a fill step is parallel_count of them
 PERSIST_INTERVAL = 1.0
 BUDGET_MAX = 32 * MB
 # Kept free on the cache disk whatever ensure_diskfree/free_space_ratio say: the index
@@ -372,7 +373,8 @@ class StagedFile:
             if not miss:
                 return False
             s, e = miss[0]
-            self._fetch_locked(s, min(e, s + FILL_CHUNK))
+            dl = self.cache.downloader
+            self._fetch_locked(s, min(e, s + dl.chunk_size * dl.parallel))
             return True
 
     # --- writing ---
@@ -568,7 +570,7 @@ class Cache:
         self.store = store
         self.bucket = bucket or getattr(store, "bucket", "")
         self.uploader = uploader or Uploader(store, multipart_threshold=25 * MB, part_size=10 * MB, parallel=5)
-        self.downloader = downloader or Downloader(store, parallel=5, chunk_size=2 * MB)
+        self.downloader = downloader or Downloader(store, parallel=5, chunk_size=DOWNLOAD_CHUNK)
         self.cache_size = cache_size_mb * MB
         self.ensure_diskfree = ensure_diskfree_mb * MB
         self.free_space_ratio = free_space_ratio
@@ -621,7 +623,7 @@ class Cache:
         part = max(config.multipart_size * MB, 100 * 1024)
         threshold = (1 << 62) if config.nomultipart else config.multipart_threshold * MB
         uploader = Uploader(store, multipart_threshold=threshold, part_size=part, parallel=config.parallel_count)
-        downloader = Downloader(store, parallel=config.parallel_count, chunk_size=2 * MB)
+        downloader = Downloader(store, parallel=config.parallel_count, chunk_size=DOWNLOAD_CHUNK)
         return cls(directory, store, bucket=config.bucket, uploader=uploader, downloader=downloader,
                    cache_size_mb=config.cache_size_mb, ensure_diskfree_mb=config.ensure_diskfree,
                    free_space_ratio=config.free_space_ratio, del_cache=config.del_cache, **kw)

@@ -69,6 +69,7 @@ FUSE_FILL_DIR_PLUS = 1 << 1  # enum fuse_fill_dir_flags
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 MAX_REQUEST = 1 << 20  # 1 MiB reads and writes: libfuse3's largest request size
+MAX_THREADS = 32       # libfuse worker threads
 
 
 def libfuse_version() -> str:
@@ -371,8 +372,32 @@ class FuseOperations(mfusepy.Operations):
         return self.fs.release(path, fh)
 
 
+_thread_pin = threading.local()
+
+
+def _keep_thread_state() -> None:
+    """Keep the calling libfuse worker thread's Python thread state for the thread's life.
+
+    ctypes enters a callback from a foreign thread with ``PyGILState_Ensure`` and
+    leaves it with ``PyGILState_Release``, which creates and destroys a thread state
+    around every single FUSE request.  That costs an allocation per request, and,
+    worse, empties every ``threading.local`` each time: the per-thread SQLite
+    connections of the cache index and the metadata cache were opened afresh (schema
+    read, WAL opened) for every create, flush and lookup.  One extra
+    ``PyGILState_Ensure``, never released, keeps the state.  libfuse reuses its workers
+    (``max_idle_threads`` equals ``max_threads`` in :func:`fuse_options`), so at most
+    ``max_threads`` states are kept."""
+    if not getattr(_thread_pin, "kept", False):
+        ctypes.pythonapi.PyGILState_Ensure()
+        _thread_pin.kept = True
+
+
 class _Fuse(mfusepy.FUSE):
     """mfusepy's FUSE with the libfuse3 features it leaves out (see the module docstring)."""
+
+    def _wrapper(self, func, *args, **kwargs):
+        _keep_thread_state()
+        return super()._wrapper(func, *args, **kwargs)
 
     def _decode(self, path: Optional[bytes]) -> Optional[str]:
         return None if path is None else path.decode(self.encoding, self.errors)
@@ -457,9 +482,11 @@ def fuse_options(*, fsname: str, allow_other: bool = False, read_only: bool = Fa
     users of an ``allow_other`` mount (and spares a round trip per access check).
     """
     # max_threads: libfuse 3.14's default (-1) draws a warning; a few more threads than
-    # parallel uploads is plenty for a Python core.
+    # parallel uploads is plenty for a Python core.  Idle workers are never ended
+    # (max_idle_threads = max_threads): each keeps its Python thread state
+    # (_keep_thread_state).
     opts = {"fsname": fsname, "subtype": "ossfs", "default_permissions": True, "max_read": max_request,
-            "max_threads": 32, "max_idle_threads": 8}
+            "max_threads": MAX_THREADS, "max_idle_threads": MAX_THREADS}
     if allow_other:
         opts["allow_other"] = True
     if read_only:
