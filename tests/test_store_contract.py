@@ -380,7 +380,8 @@ def test_fast_crc64_is_bit_identical_to_oss2s_crc64():
 
 def test_proxy_settings_are_read_once_from_the_environment(monkeypatch):
     """Requests do not consult the environment each time; the daemon's proxy and CA
-    bundle variables, read when the store is built, still apply."""
+    bundle variables, read when the store is built, still apply (the bundle only to
+    an https endpoint)."""
     from ossfs.store_oss import OssStore
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
@@ -390,6 +391,8 @@ def test_proxy_settings_are_read_once_from_the_environment(monkeypatch):
     session = store._session.session
     assert session.trust_env is False
     assert session.proxies.get("http") == "http://proxy.invalid:3128"
-    assert session.verify == "/etc/ssl/certs/example.pem"
+    assert session.verify is True
+    assert OssStore("https://oss.example.invalid", "bkt", ("id", "secret"))._session.session.verify == \
+        "/etc/ssl/certs/example.pem"
     monkeypatch.setenv("NO_PROXY", "oss.example.invalid")
     assert "http" not in OssStore("http://oss.example.invalid", "bkt", ("id", "secret"))._session.session.proxies
