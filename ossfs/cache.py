@@ -759,11 +759,14 @@ class Cache:
                            ranges=[] if info else [], fetch_limit=size, last_use=self.clock(),
                            content_type=info.content_type if info else "")
 
-    def open(self, key: str, info: Optional[ObjectInfo]) -> StagedFile:
+    def open(self, key: str, info: Optional[ObjectInfo], *, meta: Optional[dict] = None,
+             content_type: Optional[str] = None) -> StagedFile:
         """A staged file for ``key`` whose object is ``info`` (None: a new, empty,
         dirty file), with one more open handle.  A file already open and dirty, or at
         the same ETag, is shared; a dirty closed file left by an earlier failure or
-        crash wins over the bucket (it holds the user's latest data)."""
+        crash wins over the bucket (it holds the user's latest data).  ``meta`` and
+        ``content_type``: the headers of a new file (``info`` None), recorded with its
+        first index write rather than in a second one."""
         with self._lock:
             sf = self._open.get(key)
             # sf.rec fields are read without sf.lock here (lock order: sf.lock -> _lock).
@@ -791,8 +794,13 @@ class Cache:
                 sf._open_fd()
         if info is None and not sf.dirty:
             with sf.lock:
-                sf._mark_dirty_locked()
-        sf.persist()
+                if meta is not None:
+                    sf.rec.meta = dict(meta)
+                if content_type is not None:
+                    sf.rec.content_type = content_type
+                sf._mark_dirty_locked()  # the record, dirty, in one index write
+        else:
+            sf.persist()
         if new and self.background_fill and not sf.complete():
             self._start_fill(sf)
         return sf

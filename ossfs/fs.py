@@ -551,14 +551,17 @@ class FileSystem:
             if stat.S_ISDIR(existing.mode):
                 raise FsError(errno.EISDIR)
             return self.open(path, flags, ctx)
-        sf = self.cache.open(key_of(path), None)
+        attr = self._mode_attr(stat.S_IFREG | (mode & 0o7777), ctx)
+        meta, ctype = meta_from_attr(attr), self._content_type(path)
+        sf = self.cache.open(key_of(path), None, meta=meta, content_type=ctype)
         try:
             if sf.size:
                 sf.truncate(0)  # a stale staged copy of a name that no longer exists
-            attr = self._mode_attr(stat.S_IFREG | (mode & 0o7777), ctx)
             with sf.lock:
                 sf.attr = attr
-            sf.set_meta(meta_from_attr(attr), content_type=self._content_type(path))
+                fresh = sf.rec.meta == meta and sf.rec.content_type == ctype
+            if not fresh:  # an earlier dirty record of this name was reused
+                sf.set_meta(meta, content_type=ctype)
         except BaseException:
             self.cache.release(sf)
             raise
