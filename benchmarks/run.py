@@ -54,6 +54,9 @@ def parse_args(argv):
     p.add_argument("--code", choices=["worktree", "head"], default="worktree",
                    help="run ossfs and ossfs-server from a copy of the checkout's files as they are "
                         "(worktree, default) or of its last commit (head)")
+    p.add_argument("--latency-ms", type=float, default=0.0,
+                   help="delay ossfs-server adds before answering every request, as a network round "
+                        "trip to a real OSS endpoint would (default 0: bare loopback)")
     p.add_argument("--note", default="", help="a line added to the report (e.g. 'machine shared')")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -68,6 +71,8 @@ def parse_args(argv):
             p.error("unknown peer %r (known: %s)" % (x, ", ".join(ALL_PEERS)))
     if a.runs < 1:
         p.error("--runs must be at least 1")
+    if a.latency_ms < 0:
+        p.error("--latency-ms must not be negative")
     return a
 
 
@@ -118,11 +123,16 @@ def versions(peers) -> dict:
 
 def write_report(args, res, peers, info, vers, settings, started, elapsed) -> str:
     md = ["# ossfs benchmark results", "",
-          "Produced by `python3 benchmarks/run.py --scale %s --runs %d --only %s --peers %s --code %s` on %s "
+          "Produced by `python3 benchmarks/run.py --scale %s --runs %d --only %s --peers %s --code %s%s` on %s "
           "(%.0f min).  Medians of %d run(s); ↑ higher is better, ↓ lower is better.  Ratios are "
           "ossfs's speed-up (>1: ossfs better).  How each number is measured: `benchmarks/README.md`."
           % (args.scale, args.runs, ",".join(args.only), ",".join(args.peers), args.code,
+             " --latency-ms %g" % args.latency_ms if args.latency_ms else "",
              started.strftime("%Y-%m-%d %H:%M UTC"), elapsed / 60, args.runs), ""]
+    if args.latency_ms:
+        md += ["**Network:** ossfs-server waited %g ms before answering every request (every peer alike), "
+               "standing in for the round trip to an OSS endpoint; without it, loopback makes a request "
+               "nearly free and the PUT's disk sync the only cost." % args.latency_ms, ""]
     once = [w for w in args.once if w in args.only]
     if once:
         md[2] = md[2].replace(" --peers", " --once %s --peers" % ",".join(once))
@@ -160,7 +170,7 @@ def main(argv=None) -> int:
     work = os.path.join(args.work, "run-%d" % os.getpid())
     os.makedirs(src_dir, exist_ok=True)
     os.makedirs(work)
-    server = Server(os.path.join(work, "data"))
+    server = Server(os.path.join(work, "data"), latency_ms=args.latency_ms)
     peers = []
 
     def on_term(signum, frame):

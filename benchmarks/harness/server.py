@@ -73,8 +73,9 @@ DIR_CONTENT_TYPE = "application/x-directory"
 class Server:
     """ossfs-server on 127.0.0.1, a free port, data under ``data_dir``."""
 
-    def __init__(self, data_dir: str):
+    def __init__(self, data_dir: str, latency_ms: float = 0.0):
         self.data_dir = data_dir
+        self.latency_ms = latency_ms
         self.proc = None
         self.port = 0
 
@@ -88,7 +89,8 @@ class Server:
         env = dict(code_env(), OSSFS_SERVER_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ossfs.server", "--data", self.data_dir, "--port", "0",
-             "--access-key-id", ACCESS_KEY_ID, "--bucket", BUCKET],
+             "--access-key-id", ACCESS_KEY_ID, "--bucket", BUCKET]
+            + (["--latency-ms", "%g" % self.latency_ms] if self.latency_ms else []),
             stdout=subprocess.PIPE, stderr=open(os.path.join(self.data_dir, "..", "server.log"), "wb"),
             env=env, cwd=self.data_dir)
         line = self.proc.stdout.readline().decode(errors="replace")
