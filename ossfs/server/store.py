@@ -6,30 +6,67 @@ What it owns
     * ``index.sqlite`` -- buckets, objects, multipart uploads and their parts (WAL mode).
       Objects are a table keyed by ``(bucket, key BLOB)``, so listing is an index range
       scan in UTF-8 byte order (the order OSS uses) with keyset pagination.
-    * ``blobs/`` -- object bodies.  A blob's name is ``sha256(bucket/key)`` plus a random
-      suffix: keys never become paths, and every version of an object gets its own
-      file, so a reader that opened the old version keeps reading it.
-    * ``parts/`` -- bodies of multipart parts, same naming.
+    * ``blobs/`` -- bodies of single-file objects.  A blob's name is
+      ``sha256(bucket/key)`` plus a random suffix: keys never become paths, and every
+      version of an object gets its own file, so a reader that opened the old version
+      keeps reading it.
+    * ``parts/`` -- bodies of multipart parts, same naming, and the segments of
+      completed multipart objects (the same files: see below).
     * ``tmp/`` -- request bodies being received.
+
+Single-file and manifest objects
+    An object's body is either one file in ``blobs/`` (``objects.blob``; PutObject,
+    AppendObject, symlinks, copies of those) or a *manifest*: the JSON list
+    ``[[name, size], ...]`` in ``objects.manifest`` of files in ``parts/`` whose
+    concatenation is the body (``blob`` is then ``""``).  CompleteMultipartUpload makes
+    a manifest of the chosen parts' files as they are, so it costs one sqlite
+    transaction of O(number of parts) and no copy of the data.  Readers get a
+    :class:`_SegmentReader` that opens the segments lazily as the position moves.
+
+    Ownership: every file in ``blobs/`` and ``parts/`` is referenced by at most one
+    index row -- an ``objects.blob``, one manifest entry, or a ``parts.blob`` -- and is
+    deleted by whoever removes that reference (overwrite, delete, abort, a part
+    uploaded again, the parts left out of a complete).  A copy of a manifest object
+    hard-links each segment under a new name, so the copy owns its own names.
+
+    Pins: a manifest reader opens segments only when it gets to them, so files of a
+    version that is overwritten or deleted while it is being read must outlive the
+    reader.  ``open_object`` pins the version (keyed by its first segment's name)
+    under the lock in which it checks that the version is current; removing a
+    pinned version's reference defers the unlink of its files to the last reader's
+    ``close()``.  Pins live in memory: after a crash the start-up scan deletes the
+    files no row references.
 
 Contracts
     * Writes land atomically: a body is streamed to ``tmp/`` while MD5 and CRC-64/ECMA
       are computed incrementally, fsynced, renamed into ``blobs/``, and only then the
       index row is committed.  A crash before the commit leaves an unreferenced blob,
       which :meth:`Store.__init__` deletes; a half-written object is never visible.
-    * Blobs are immutable once referenced; copies are hard links.
+    * Parts are fsynced when uploaded.  Completing an upload deletes its ``uploads``
+      and ``parts`` rows and writes the object's row (with the manifest) in one sqlite
+      transaction, so a crash leaves either the upload or the object, and the start-up
+      scan keeps every file a ``parts`` row or a manifest references.
+    * Blobs and segments are immutable once referenced; copies are hard links.
     * Errors are :class:`StoreError` carrying the OSS error code and HTTP status.
-    * ETags are upper-case hex without quotes (``HEX-N`` for multipart objects).
+    * ETags are upper-case hex without quotes (``HEX-N`` for multipart objects); the
+      CRC-64 of a multipart object is combined from its parts' CRCs.
+    * An index written before manifests existed (no ``objects.manifest`` column) gets
+      the column added at start-up; its objects are all single-file ones.
 
 Threads and locks
-    ``Store._lock`` guards the sqlite connection (one connection, shared) and every
-    read-modify-write of the index (append position checks, blob swaps).  Bodies are
-    received and hashed outside the lock; only the final rename + commit is inside.
+    ``Store._lock`` guards the sqlite connection (one connection, shared), every
+    read-modify-write of the index (append position checks, blob swaps) and the pin
+    counts.  Bodies are received and hashed outside the lock; only the final rename +
+    commit is inside.  Completing an upload validates the parts and combines their
+    CRCs outside the lock, then commits under it only if the chosen parts' rows are
+    unchanged (else it validates again, a bounded number of times).
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import functools
 import hashlib
 import io
 import json
@@ -72,7 +109,14 @@ class StoreError(Exception):
 
 @dataclass
 class ObjectRecord:
-    """One object as the index knows it."""
+    """One object as the index knows it.
+
+    ``blob`` names the body's file in ``blobs/`` for a single-file object;
+    ``segments`` is the manifest, ``[(name in parts/, size), ...]`` in body order, for a
+    manifest object (``blob`` is then ``""``).  Only lookups of one object
+    (:meth:`Store.head_object`, :meth:`Store.open_object`, ...) load ``segments``;
+    records from listings carry None there whatever the object's layout.
+    """
 
     bucket: str
     key: str
@@ -86,6 +130,7 @@ class ObjectRecord:
     object_type: str = "Normal"
     symlink_target: Optional[str] = None
     blob: str = ""
+    segments: Optional[List[Tuple[str, int]]] = None
 
 
 @dataclass
@@ -143,7 +188,6 @@ def multipart_etag(part_etags: List[str]) -> str:
     return "%s-%d" % (digest, len(part_etags))
 
 
-_crc_combiner = Crc64()
 # Building a crcmod table costs ~1 ms; every body gets a cheap copy of this one instead.
 _CRC_TEMPLATE = Crc64().crc64
 
@@ -172,10 +216,56 @@ def new_crc64():
     return _CRC_TEMPLATE.new()
 
 
+# CRC-64/ECMA-182 combination, done as zlib's crc32_combine does it: in the reflected
+# representation (bit 63 is x^0), crc(A + B) = crc(A) * x^(8 * len(B)) + crc(B) modulo
+# the polynomial (init and final XOR are equal, so they cancel).  oss2's Crc64.combine
+# (crcmod's zlib-1.2 matrix method in pure Python) costs ~16 ms a call, which made
+# combining the CRCs of 40 parts take 0.6 s; this costs ~20 us for a length seen before
+# and ~0.3 ms otherwise, with the same results (tests/server/test_multipart_manifest.py).
+_CRC64_POLY_REV = 0xC96C5795D7870F42
+_X0 = 1 << 63       # the polynomial 1
+
+
+def _gf2_mulmod(a: int, b: int) -> int:
+    """a * b modulo the CRC-64 polynomial (reflected representation)."""
+    p = 0
+    m = _X0
+    for _ in range(64):
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                break
+        m >>= 1
+        b = (b >> 1) ^ _CRC64_POLY_REV if b & 1 else b >> 1
+    return p
+
+
+# _X2N[k] = x^(2^k) modulo the polynomial; 128 entries cover any length in bits
+_X2N = [1 << 62]
+for _ in range(127):
+    _X2N.append(_gf2_mulmod(_X2N[-1], _X2N[-1]))
+
+
+@functools.lru_cache(maxsize=256)
+def _x8n(n: int) -> int:
+    """x^(8n) modulo the polynomial: the factor that shifts a CRC past ``n`` bytes."""
+    p = _X0
+    k = 3                    # 8n = n << 3
+    while n:                 # bounded: one step per bit of n
+        if n & 1:
+            p = _gf2_mulmod(_X2N[k], p)
+        n >>= 1
+        k += 1
+    return p
+
+
 def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-64 of A + B from ``crc1`` = CRC of A, ``crc2`` = CRC of B and ``len2`` = len(B)."""
     if len2 == 0:
         return crc1
-    return _crc_combiner.combine(crc1, crc2, len2)
+    if not 0 < len2 < 1 << 120:
+        raise ValueError("length out of range: %r" % (len2,))
+    return _gf2_mulmod(_x8n(len2), crc1) ^ crc2
 
 
 # One page of a delimited listing: ?1 bucket, ?2 first key to consider (inclusive),
@@ -230,7 +320,7 @@ class Store:
             CREATE TABLE IF NOT EXISTS objects (
                 bucket TEXT, key BLOB, size INTEGER, etag TEXT, crc64 TEXT, mtime REAL,
                 content_type TEXT, meta TEXT, headers TEXT, object_type TEXT,
-                symlink_target TEXT, blob TEXT, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+                symlink_target TEXT, blob TEXT, manifest TEXT, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS uploads (
                 upload_id TEXT PRIMARY KEY, bucket TEXT, key BLOB, initiated REAL,
                 content_type TEXT, meta TEXT, headers TEXT);
@@ -239,11 +329,21 @@ class Store:
                 upload_id TEXT, part_number INTEGER, etag TEXT, size INTEGER, crc64 TEXT,
                 mtime REAL, blob TEXT, PRIMARY KEY (upload_id, part_number));
         """)
+        # an index from before manifests: every object in it is a single-file one
+        if "manifest" not in {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}:
+            self._db.execute("ALTER TABLE objects ADD COLUMN manifest TEXT")
+        # readers of manifest versions (first segment name -> count) and the files of
+        # pinned versions whose reference is gone (unlinked by the last reader)
+        self._pins: Dict[str, int] = {}
+        self._doomed: Dict[str, List[str]] = {}
         self._collect_garbage()
 
     # ------------------------------------------------------------------ internals
     def _collect_garbage(self) -> None:
-        """Delete temp files and blobs no index row references (left by a crash)."""
+        """Delete temp files, blobs and part files no index row references (left by a crash).
+
+        Files of ``parts/`` named by a manifest are referenced: they are object data.
+        """
         for name in os.listdir(self.tmp_dir):
             _unlink(os.path.join(self.tmp_dir, name))
         used = {r[0] for r in self._db.execute("SELECT blob FROM objects")}
@@ -251,6 +351,8 @@ class Store:
             if name not in used:
                 _unlink(os.path.join(self.blob_dir, name))
         used = {r[0] for r in self._db.execute("SELECT blob FROM parts")}
+        for (manifest,) in self._db.execute("SELECT manifest FROM objects WHERE manifest IS NOT NULL"):
+            used.update(name for name, _ in json.loads(manifest))
         for name in os.listdir(self.part_dir):
             if name not in used:
                 _unlink(os.path.join(self.part_dir, name))
@@ -327,25 +429,75 @@ class Store:
         if row is None:
             raise StoreError("NoSuchBucket", 404, "The specified bucket does not exist.")
 
-    def _row_to_record(self, row) -> ObjectRecord:
+    def _row_to_record(self, row, manifest: Optional[str] = None) -> ObjectRecord:
         (bucket, key, size, etag, crc, mtime, ctype, meta, headers, otype, target, blob) = row
         return ObjectRecord(bucket=bucket, key=bytes(key).decode("utf-8", "surrogatepass"),
                             size=size, etag=etag, crc64=int(crc), last_modified=mtime,
                             content_type=ctype, user_meta=json.loads(meta),
                             headers=json.loads(headers), object_type=otype,
-                            symlink_target=target, blob=blob)
+                            symlink_target=target, blob=blob or "",
+                            segments=[(n, z) for n, z in json.loads(manifest)] if manifest else None)
 
+    # the columns of a record; the manifest is read only by _get_row (it can be large)
     _COLS = ("bucket, key, size, etag, crc64, mtime, content_type, meta, headers, "
              "object_type, symlink_target, blob")
 
     def _get_row(self, bucket: str, raw_key: bytes) -> Optional[ObjectRecord]:
-        row = self._db.execute("SELECT %s FROM objects WHERE bucket=? AND key=?" % self._COLS,
+        row = self._db.execute("SELECT %s, manifest FROM objects WHERE bucket=? AND key=?" % self._COLS,
                                (bucket, raw_key)).fetchone()
-        return self._row_to_record(row) if row else None
+        return self._row_to_record(row[:-1], row[-1]) if row else None
+
+    def _write_row(self, rec: ObjectRecord, raw_key: bytes) -> None:
+        """Insert or replace the row of ``rec`` (caller holds the lock)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO objects (%s, manifest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)" % self._COLS,
+            (rec.bucket, raw_key, rec.size, rec.etag, str(rec.crc64), rec.last_modified,
+             rec.content_type, json.dumps(rec.user_meta), json.dumps(rec.headers),
+             rec.object_type, rec.symlink_target, rec.blob,
+             None if rec.segments is None else json.dumps([[n, z] for n, z in rec.segments])))
+
+    def _files(self, rec: ObjectRecord) -> List[str]:
+        """Paths of the files that hold the body of ``rec`` (a record from _get_row)."""
+        if rec.segments is not None:
+            return [os.path.join(self.part_dir, name) for name, _ in rec.segments]
+        return [self._blob_path(rec.blob)] if rec.blob else []
+
+    def _discard(self, rec: ObjectRecord) -> None:
+        """Delete the files of ``rec``, whose row is gone; caller holds no lock.
+
+        A pinned manifest version's files are left to its last reader (see :meth:`_unpin`).
+        No new pin can appear: pins are taken only on the current row of a key.
+        """
+        paths = self._files(rec)
+        if rec.segments:
+            pin = rec.segments[0][0]
+            with self._lock:
+                if self._pins.get(pin):
+                    self._doomed[pin] = paths
+                    return
+        for path in paths:
+            _unlink(path)
+
+    def _unpin(self, pin: str) -> None:
+        """Drop one reader of the manifest version ``pin``; the last one deletes doomed files."""
+        with self._lock:
+            n = self._pins.get(pin, 0) - 1
+            if n > 0:
+                self._pins[pin] = n
+                return
+            self._pins.pop(pin, None)
+            paths = self._doomed.pop(pin, [])
+        for path in paths:
+            _unlink(path)
 
     def _install(self, rec: ObjectRecord, raw_key: bytes, tmp_path: Optional[str],
                  expect_size: Optional[int] = None) -> ObjectRecord:
-        """Rename ``tmp_path`` into blobs/ and commit the row; caller holds no lock."""
+        """Commit the row of ``rec`` and delete the files of the version it replaces.
+
+        ``tmp_path`` (a received body) is renamed into blobs/ first; without it, ``rec``
+        already owns its files (a manifest of fresh links).  On failure the files of
+        ``rec`` are deleted.  Caller holds no lock.
+        """
         if tmp_path is not None:
             rec.blob = self._blob_name(rec.bucket, rec.key)
             os.replace(tmp_path, self._blob_path(rec.blob))
@@ -358,16 +510,13 @@ class Store:
                         raise StoreError("PositionNotEqualToLength", 409,
                                          "Position is not equal to file length",
                                          {"x-oss-next-append-position": str(old.size if old else 0)})
-                self._db.execute(
-                    "INSERT OR REPLACE INTO objects (%s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)" % self._COLS,
-                    (rec.bucket, raw_key, rec.size, rec.etag, str(rec.crc64), rec.last_modified,
-                     rec.content_type, json.dumps(rec.user_meta), json.dumps(rec.headers),
-                     rec.object_type, rec.symlink_target, rec.blob))
+                self._write_row(rec, raw_key)
             except BaseException:
-                _unlink(self._blob_path(rec.blob))
+                for path in self._files(rec):
+                    _unlink(path)
                 raise
-        if old is not None and old.blob != rec.blob:
-            _unlink(self._blob_path(old.blob))
+        if old is not None:
+            self._discard(old)
         return rec
 
     # ------------------------------------------------------------------ buckets
@@ -501,13 +650,27 @@ class Store:
         return rec
 
     def open_object(self, bucket: str, key: str, follow_symlink: bool = True) -> Tuple[ObjectRecord, BinaryIO]:
-        """The record and an open binary file of the body, positioned at 0."""
+        """The record and an open, seekable binary file of the body, positioned at 0.
+
+        The file reads the version looked up even if the object is overwritten or
+        deleted meanwhile.  For a manifest object it is a :class:`_SegmentReader`,
+        which pins the version until it is closed: callers must close it.
+        """
         for _ in range(5):
             rec = self.resolve(bucket, key) if follow_symlink else self.head_object(bucket, key)
-            try:
-                return rec, open(self._blob_path(rec.blob), "rb")
-            except FileNotFoundError:
-                continue   # replaced between the lookup and the open; look again
+            if rec.segments is None:
+                try:
+                    return rec, open(self._blob_path(rec.blob), "rb")
+                except FileNotFoundError:
+                    continue   # replaced between the lookup and the open; look again
+            pin = rec.segments[0][0]
+            with self._lock:
+                cur = self._get_row(rec.bucket, rec.key.encode("utf-8", "surrogatepass"))
+                if cur is None or not cur.segments or cur.segments[0][0] != pin:
+                    continue   # replaced between the lookup and the pin; look again
+                self._pins[pin] = self._pins.get(pin, 0) + 1
+            return rec, _SegmentReader([os.path.join(self.part_dir, n) for n, _ in rec.segments],
+                                       [z for _, z in rec.segments], lambda: self._unpin(pin))
         raise StoreError("InternalError", 500, "The object changed too often while being read.")
 
     def delete_object(self, bucket: str, key: str) -> bool:
@@ -519,16 +682,18 @@ class Store:
             if rec is None:
                 return False
             self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, raw_key))
-        _unlink(self._blob_path(rec.blob))
+        self._discard(rec)
         return True
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str,
                     replace: Optional[Tuple[Optional[str], dict, dict]] = None) -> ObjectRecord:
-        """Server-side copy (hard link of the immutable blob).
+        """Server-side copy: hard links of the immutable blob or segments, under new names.
 
         ``replace`` = (content_type, user_meta, headers) replaces the metadata
         (``REPLACE`` directive); None keeps the source's (``COPY``).  Larger than 1 GiB:
-        InvalidArgument, as OSS does (use UploadPartCopy).
+        InvalidArgument, as OSS does (use UploadPartCopy).  A copy of a manifest object
+        is a manifest object of its own links (the source's version stays pinned while
+        they are made).
         """
         raw_dst = validate_key(dst_key)
         self.head_bucket(dst_bucket)
@@ -544,6 +709,8 @@ class Store:
             rec.content_type = ctype or "application/octet-stream"
             rec.user_meta = dict(meta or {})
             rec.headers = dict(headers or {})
+        if src.segments is not None:
+            return self._copy_manifest(src, rec, raw_dst)
         tmp = os.path.join(self.tmp_dir, uuid.uuid4().hex)
         try:
             os.link(self._blob_path(src.blob), tmp)
@@ -553,6 +720,31 @@ class Store:
             return self._install(rec, raw_dst, tmp)
         finally:
             _unlink(tmp)
+
+    def _copy_manifest(self, src: ObjectRecord, rec: ObjectRecord, raw_dst: bytes) -> ObjectRecord:
+        """Install ``rec`` as a manifest of new hard links to the segments of ``src``."""
+        try:
+            # open (and so pin) the version of src that rec was made from
+            got, f = self.open_object(src.bucket, src.key, follow_symlink=False)
+        except StoreError as e:
+            if e.code == "NoSuchKey":
+                raise StoreError("NoSuchKey", 404, "The source object changed during the copy.")
+            raise
+        with f:
+            if got.segments != src.segments:
+                raise StoreError("NoSuchKey", 404, "The source object changed during the copy.")
+            segments: List[Tuple[str, int]] = []
+            try:
+                for i, (name, size) in enumerate(src.segments):
+                    new = self._blob_name(rec.bucket, "%s/copy/%d" % (rec.key, i))
+                    os.link(os.path.join(self.part_dir, name), os.path.join(self.part_dir, new))
+                    segments.append((new, size))
+            except BaseException:
+                for new, _ in segments:
+                    _unlink(os.path.join(self.part_dir, new))
+                raise
+        rec.segments = segments
+        return self._install(rec, raw_dst, None)
 
     def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", marker: str = "",
                      max_keys: int = 1000) -> Tuple[List[ObjectRecord], List[str], Optional[str]]:
@@ -721,60 +913,62 @@ class Store:
                             json.loads(m), json.loads(h)) for u, k, t, c, m, h in rows]
         return ups[:max_uploads], len(ups) > max_uploads
 
+    def _parts_of(self, upload_id: str) -> Dict[int, PartRecord]:
+        """The parts of ``upload_id`` by number (caller holds the lock)."""
+        return {n: PartRecord(n, e, s, int(c), t, b) for n, e, s, c, t, b in self._db.execute(
+            "SELECT part_number, etag, size, crc64, mtime, blob FROM parts WHERE upload_id=?",
+            (upload_id,))}
+
     def complete_upload(self, bucket: str, key: str, upload_id: str,
                         parts: List[Tuple[int, str]]) -> ObjectRecord:
-        """Concatenate ``parts`` (ascending part numbers, ETags without quotes) into the object.
+        """Make ``parts`` (ascending part numbers, ETags without quotes) the object.
+
+        The object is a manifest of the chosen parts' files (no data is copied); the
+        upload's rows go and the object's row comes in one sqlite transaction, then the
+        files of parts left out and of the replaced version are deleted.
 
         InvalidPartOrder, InvalidPart (unknown part or ETag mismatch), EntityTooSmall
         (a part other than the last below 100 KiB), as OSS does.
         """
         raw_key = validate_key(key)
-        with self._lock:
-            up = self._get_upload(bucket, key, upload_id)
-            stored = {n: PartRecord(n, e, s, int(c), t, b) for n, e, s, c, t, b in self._db.execute(
-                "SELECT part_number, etag, size, crc64, mtime, blob FROM parts WHERE upload_id=?",
-                (upload_id,))}
-        if not parts:
-            raise StoreError("InvalidPart", 400, "The request must name at least one part.")
-        chosen: List[PartRecord] = []
-        prev = 0
-        for number, etag in parts:
-            if number <= prev:
-                raise StoreError("InvalidPartOrder", 400, "The list of parts was not in ascending order.")
-            prev = number
-            part = stored.get(number)
-            if part is None or part.etag != etag.strip('"').upper():
-                raise StoreError("InvalidPart", 400, "One or more of the specified parts could not be found "
-                                 "or the specified entity tag might not have matched the part's entity tag.")
-            chosen.append(part)
-        for part in chosen[:-1]:
-            if part.size < MIN_PART_SIZE:
-                raise StoreError("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum "
-                                 "allowed size.")
-        tmp = os.path.join(self.tmp_dir, uuid.uuid4().hex)
-        crc, size = 0, 0
-        try:
-            with open(tmp, "wb") as out:
-                for part in chosen:
-                    with open(os.path.join(self.part_dir, part.blob), "rb") as src:
-                        _copy_fd(src.fileno(), out.fileno(), part.size)
-                    crc = crc64_combine(crc, part.crc64, part.size) if size else part.crc64
-                    size += part.size
-                out.flush()
-                os.fsync(out.fileno())
+        for _ in range(3):
+            with self._lock:
+                up = self._get_upload(bucket, key, upload_id)
+                stored = self._parts_of(upload_id)
+            chosen = _choose_parts(parts, stored)
+            # CRCs are combined outside the lock: a length not seen before costs ~0.3 ms
+            crc, size = 0, 0
+            for part in chosen:
+                crc = crc64_combine(crc, part.crc64, part.size) if size else part.crc64
+                size += part.size
             rec = ObjectRecord(bucket, key, size, multipart_etag([p.etag for p in chosen]), crc,
-                               time.time(), up.content_type, up.user_meta, up.headers, "Multipart")
+                               time.time(), up.content_type, up.user_meta, up.headers, "Multipart",
+                               segments=[(p.blob, p.size) for p in chosen])
             with self._lock:
                 # the upload must still exist: a concurrent complete/abort wins otherwise
                 self._get_upload(bucket, key, upload_id)
-                self._db.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
-                self._db.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
-            rec = self._install(rec, raw_key, tmp)
-        finally:
-            _unlink(tmp)
-        for part in stored.values():
-            _unlink(os.path.join(self.part_dir, part.blob))
-        return rec
+                now = self._parts_of(upload_id)
+                if any(now.get(p.part_number) != p for p in chosen):
+                    continue   # a chosen part was uploaded again meanwhile: validate afresh
+                old = self._get_row(bucket, raw_key)
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+                    self._db.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+                    self._write_row(rec, raw_key)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            used = {p.blob for p in chosen}
+            for part in now.values():
+                if part.blob not in used:
+                    _unlink(os.path.join(self.part_dir, part.blob))
+            if old is not None:
+                self._discard(old)
+            return rec
+        raise StoreError("InvalidPart", 400, "The parts of the upload kept changing while it was being "
+                         "completed; complete it again.")
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         with self._lock:
@@ -788,6 +982,142 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _choose_parts(parts: List[Tuple[int, str]], stored: Dict[int, PartRecord]) -> List[PartRecord]:
+    """The stored parts that ``parts`` (number, ETag) name, after OSS's checks."""
+    if not parts:
+        raise StoreError("InvalidPart", 400, "The request must name at least one part.")
+    chosen: List[PartRecord] = []
+    prev = 0
+    for number, etag in parts:
+        if number <= prev:
+            raise StoreError("InvalidPartOrder", 400, "The list of parts was not in ascending order.")
+        prev = number
+        part = stored.get(number)
+        if part is None or part.etag != etag.strip('"').upper():
+            raise StoreError("InvalidPart", 400, "One or more of the specified parts could not be found "
+                             "or the specified entity tag might not have matched the part's entity tag.")
+        chosen.append(part)
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise StoreError("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum "
+                             "allowed size.")
+    return chosen
+
+
+class _SegmentReader:
+    """A read-only, seekable binary file over the concatenation of segment files.
+
+    Segments are opened lazily, one at a time, when the position reaches them; the
+    store keeps them from being deleted until :meth:`close` (which calls ``release``
+    once).  A segment file shorter than its recorded size reads as the end of the
+    body, as a truncated single file would.
+    """
+
+    def __init__(self, paths: List[str], sizes: List[int], release):
+        self._paths = paths
+        self._starts: List[int] = []
+        total = 0
+        for z in sizes:
+            self._starts.append(total)
+            total += z
+        self._sizes = sizes
+        self._size = total
+        self._pos = 0
+        self._index = -1                 # segment of self._f
+        self._f: Optional[BinaryIO] = None
+        self._release = release
+        self.closed = False
+
+    def __enter__(self) -> "_SegmentReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == os.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError("invalid whence: %r" % (whence,))
+        if pos < 0:
+            raise ValueError("negative seek position %d" % pos)
+        self._pos = pos
+        return pos
+
+    def _segment(self) -> Tuple[BinaryIO, int]:
+        """The open segment holding the position, positioned there, and the bytes left in it."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        # the last segment starting at or before the position (an empty segment shares
+        # its start with the next one, so it is never picked while bytes are left)
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        if i != self._index:
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+            self._f = open(self._paths[i], "rb")
+            self._index = i
+        off = self._pos - self._starts[i]
+        if self._f.tell() != off:
+            self._f.seek(off)
+        return self._f, self._sizes[i] - off
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); fewer only at the end."""
+        left = max(0, self._size - self._pos)
+        if size is None or size < 0 or size > left:
+            size = left
+        chunks: List[bytes] = []
+        got = 0
+        for _ in range(len(self._paths)):        # each step ends a segment or the read
+            if got >= size:
+                break
+            f, in_segment = self._segment()
+            want = min(size - got, in_segment)
+            data = f.read(want)
+            chunks.append(data)
+            got += len(data)
+            self._pos += len(data)
+            if len(data) < want:
+                break                            # the segment file ended early
+        # within one segment (the usual case) the file's own bytes, uncopied
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def readinto(self, view) -> int:
+        view = memoryview(view).cast("B")
+        left = self._size - self._pos
+        if left <= 0 or not len(view):
+            return 0
+        f, in_segment = self._segment()
+        n = f.readinto(view[:min(len(view), in_segment, left)]) or 0
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+        finally:
+            self._release()
 
 
 class _Limited:
@@ -926,22 +1256,6 @@ def _write_all(fd: int, view: memoryview) -> None:
     while len(view):
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _copy_fd(src: int, dst: int, count: int) -> None:
-    """Copy ``count`` bytes in the kernel where possible."""
-    while count > 0:
-        try:
-            n = os.copy_file_range(src, dst, min(count, 1 << 30))
-        except OSError:
-            n = 0
-        if n == 0:
-            buf = os.read(src, min(count, CHUNK))
-            if not buf:
-                raise StoreError("InternalError", 500, "A stored part is shorter than recorded.")
-            os.write(dst, buf)
-            n = len(buf)
-        count -= n
 
 
 def _unlink(path: str) -> None:

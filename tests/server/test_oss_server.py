@@ -119,8 +119,11 @@ def test_restart_keeps_objects_and_uploads(oss_server):
     b.complete_multipart_upload("keep/mp", up.upload_id, [oss2.models.PartInfo(1, p1.etag),
                                                           oss2.models.PartInfo(2, p2.etag)])
     assert b.get_object("keep/mp").read() == data + b"tail"
-    # no temp files or unreferenced blobs are left behind
+    # no temp files or unreferenced blobs are left behind: the completed object keeps
+    # its data in its two part files, which go with it
     assert os.listdir(os.path.join(oss_server.data_dir, "tmp")) == []
+    assert len(os.listdir(os.path.join(oss_server.data_dir, "parts"))) == 2
+    b.delete_object("keep/mp")
     assert os.listdir(os.path.join(oss_server.data_dir, "parts")) == []
 
 
