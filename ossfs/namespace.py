@@ -169,6 +169,7 @@ class Namespace:
         # GUARDED_BY(_lock) directory path -> (set of child names, t): the names a complete
         # listing showed at t, kept up to date with this mount's own creates and deletes.
         self._listed: collections.OrderedDict = collections.OrderedDict()
+        self._pruned: set = set()  # GUARDED_BY(_lock): directories whose persisted children a listing checked
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
 
@@ -504,27 +505,51 @@ class Namespace:
             self._persist([item[:3] for item in reused.values() if item[3]])
         names = set(files) | set(dirs) | set(result)
         with self._lock:
+            prev = self._listed.get(path)
+            previous = set(prev[0]) if prev is not None and path in self._pruned else None
             if self.neg_cache and self._caching():
                 self._set_listing(path, set(names), now)
             for name in names:
                 self._neg.pop(join(path, name), None)
-        self._prune(path, names, now)
+        self._prune(path, names, now, previous)
         result.update((name, item[0]) for name, item in reused.items())
         return sorted(result.items())
 
-    def _prune(self, path: str, names: set, listed_at: float) -> None:
+    def _prune(self, path: str, names: set, listed_at: float, previous: Optional[set] = None) -> None:
         """Forget the children of ``path`` that the listing started at ``listed_at``
-        no longer shows (rows written after it started may describe newer objects)."""
+        no longer shows (rows written after it started may describe newer objects).
+
+        ``previous``: the names of the last listing of ``path``, as kept since (every
+        entry cached or persisted since then went through :meth:`_keep`, which adds its
+        name), given only when a full prune of ``path`` ran in this mount.  Then the
+        only rows that can be stale are those of ``previous - names``, and a warm
+        listing costs no scan of the persistent cache.  Without it (the first listing
+        of a directory after the mount), every persisted child is checked."""
         if self.disk is None:
             return
         prefix = dir_prefix(path)
-        gone = [k for k, checked in self.disk.children(prefix)
-                if checked < listed_at and k[len(prefix):] not in names]
+        if previous is not None:
+            gone_names = previous - names
+            if not gone_names:
+                return
+            candidates = [(key_of(join(path, n)), None) for n in gone_names]
+            records = self.disk.get_many(k for k, _ in candidates)
+            with self._lock:
+                stale = {k for k, _ in candidates
+                         if (self._stat.get("/" + k) or (None, -1.0))[1] < listed_at}
+            gone = [k for k, _ in candidates if k in stale and (k not in records or records[k].checked < listed_at)]
+        else:
+            gone = [k for k, checked in self.disk.children(prefix)
+                    if checked < listed_at and k[len(prefix):] not in names]
+            with self._lock:
+                self._pruned.add(path)
         if not gone:
             return
         with self._lock:
             for k in gone:
-                self._stat.pop("/" + k, None)
+                item = self._stat.get("/" + k)
+                if item is not None and item[1] < listed_at:
+                    del self._stat["/" + k]
         self.disk.delete_many(gone)
 
     def _validated(self, path: str, info: ObjectInfo, rec: Optional[Record], now: float):

@@ -162,6 +162,37 @@ def test_attributes_survive_a_remount_and_are_used_only_for_the_same_version(sto
     ns.close()
 
 
+def test_second_listing_forgets_what_other_clients_deleted_without_scanning_the_disk(store, clock, tmp_path):
+    for i in range(12):
+        store.put("d/f%02d" % i, b"x", meta={"uid": str(i)})
+    clock.t += 3
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=5)
+    assert len(ns.listdir("/d")) == 12
+    scans = []
+    children = ns.disk.children
+    ns.disk.children = lambda prefix: scans.append(prefix) or children(prefix)
+    store.delete("d/f03")  # another client
+    clock.t += 1
+    listing = dict(ns.listdir("/d"))
+    assert "f03" not in listing and len(listing) == 11
+    assert ns.disk.get("d/f03") is None and ns.disk.get("d/f04") is not None
+    with pytest.raises(FsError):
+        ns.lookup("/d/f03")
+    # This mount's own create and unlink between two listings.
+    ns.remember(ns.entry_from_info("/d/new", store.put("d/new", b"2", meta={"uid": "3"}), FILE))
+    store.delete("d/new")  # gone again by another client, before the next listing
+    clock.t += 1
+    assert "new" not in dict(ns.listdir("/d")) and ns.disk.get("d/new") is None
+    assert scans == []  # the directory's rows were checked against the first listing only
+    # After a remount the first listing checks every persisted child again.
+    ns.close()
+    store.delete("d/f05")
+    clock.t += 1
+    ns = disk_ns(store, clock, tmp_path, stat_cache_expire=5)
+    assert "f05" not in dict(ns.listdir("/d")) and ns.disk.get("d/f05") is None
+    ns.close()
+
+
 def test_stat_without_listing_uses_the_disk_only_within_stat_cache_expire(store, clock, tmp_path):
     store.put("a", b"1", meta={"uid": "5"})
     ns = disk_ns(store, clock, tmp_path, stat_cache_expire=10)
