@@ -337,8 +337,9 @@ class Namespace:
     def _entry_from_record(self, path: str, rec: Record) -> Entry:
         if rec.form == IMPLICIT or rec.obj_key is None:
             return self.implicit_entry(path)
+        # rec.meta was decoded for this record alone: no copy needed.
         info = ObjectInfo(rec.obj_key, rec.size, rec.etag, rec.last_modified, rec.content_type,
-                          dict(rec.meta or {}), None, rec.object_type)
+                          rec.meta if rec.meta is not None else {}, None, rec.object_type)
         return self.entry_from_info(path, info, rec.form)
 
     # --- resolution ---
