@@ -17,9 +17,10 @@ where the previous one ended).  So ``head -c 100`` of a 1 GiB object costs one G
 of 128 KiB.  Meanwhile a background filler (a small pool shared by every staged
 file) fetches the missing bytes in order, ``parallel_count`` ranged GETs of
 :data:`DOWNLOAD_CHUNK` at a time, until the file is complete or closed: a
-sequential reader of a cold file reads at the speed of that many parallel streams.  Every GET is pinned with If-Match to the ETag seen at open: a
-staged file is never stitched from two versions of an object.  A staged file whose
-ETag and size are unchanged at the next open is reused with the ranges it has.
+sequential reader of a cold file reads at the speed of that many parallel streams.
+Every GET is pinned with If-Match to the ETag seen at open: a staged file is never
+stitched from two versions of an object.  A staged file whose ETag and size are
+unchanged at the next open is reused with the ranges it has.
 
 Writes go to the staged file (random writes anywhere, holes are zeros) and mark
 the file dirty.  Uploading needs every byte, so missing ranges are fetched first;
@@ -765,8 +766,8 @@ class Cache:
         dirty file), with one more open handle.  A file already open and dirty, or at
         the same ETag, is shared; a dirty closed file left by an earlier failure or
         crash wins over the bucket (it holds the user's latest data).  ``meta`` and
-        ``content_type``: the headers of a new file (``info`` None), recorded with its
-        first index write rather than in a second one."""
+        ``content_type``: the headers of a new file (``info`` None), recorded in the
+        same index write as the rest of the record."""
         with self._lock:
             sf = self._open.get(key)
             # sf.rec fields are read without sf.lock here (lock order: sf.lock -> _lock).
@@ -792,15 +793,16 @@ class Cache:
                 new = sf.fd is None
                 sf.closing = False
                 sf._open_fd()
-        if info is None and not sf.dirty:
-            with sf.lock:
+        with sf.lock:
+            if info is None:
                 if meta is not None:
                     sf.rec.meta = dict(meta)
                 if content_type is not None:
                     sf.rec.content_type = content_type
-                sf._mark_dirty_locked()  # the record, dirty, in one index write
-        else:
-            sf.persist()
+            if info is None and not sf.rec.dirty:
+                sf._mark_dirty_locked()  # persists the record, dirty
+            else:
+                sf.persist()
         if new and self.background_fill and not sf.complete():
             self._start_fill(sf)
         return sf

@@ -555,9 +555,6 @@ class FileSystem:
                 sf.truncate(0)  # a stale staged copy of a name that no longer exists
             with sf.lock:
                 sf.attr = attr
-                fresh = sf.rec.meta == meta and sf.rec.content_type == ctype
-            if not fresh:  # an earlier dirty record of this name was reused
-                sf.set_meta(meta, content_type=ctype)
         except BaseException:
             self.cache.release(sf)
             raise

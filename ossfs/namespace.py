@@ -166,10 +166,11 @@ class Namespace:
         self._lock = threading.Lock()
         self._stat: collections.OrderedDict = collections.OrderedDict()  # GUARDED_BY(_lock) path -> (Entry, t)
         self._neg: collections.OrderedDict = collections.OrderedDict()   # GUARDED_BY(_lock) path -> t
-        # GUARDED_BY(_lock) directory path -> (set of child names, t): the names a complete
-        # listing showed at t, kept up to date with this mount's own creates and deletes.
+        # GUARDED_BY(_lock) directory path -> (set of child names, t, pruned): the names a
+        # complete listing showed at t, kept up to date with this mount's own creates and
+        # deletes; ``pruned`` when it came from a listing, which checks the directory's
+        # persisted children (a directory made by mkdir is known empty without one).
         self._listed: collections.OrderedDict = collections.OrderedDict()
-        self._pruned: set = set()  # GUARDED_BY(_lock): directories whose persisted children a listing checked
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
 
@@ -276,8 +277,8 @@ class Namespace:
 
     # Directory listings as negative evidence; callers hold _lock.
 
-    def _set_listing(self, path: str, names: set, t: float) -> None:
-        self._listed[path] = (names, t)
+    def _set_listing(self, path: str, names: set, t: float, pruned: bool = False) -> None:
+        self._listed[path] = (names, t, pruned)
         self._listed.move_to_end(path)
         while len(self._listed) > MAX_LISTINGS:
             self._listed.popitem(last=False)
@@ -507,9 +508,9 @@ class Namespace:
         names = set(files) | set(dirs) | set(result)
         with self._lock:
             prev = self._listed.get(path)
-            previous = set(prev[0]) if prev is not None and path in self._pruned else None
+            previous = set(prev[0]) if prev is not None and prev[2] else None
             if self.neg_cache and self._caching():
-                self._set_listing(path, set(names), now)
+                self._set_listing(path, set(names), now, pruned=True)
             for name in names:
                 self._neg.pop(join(path, name), None)
         self._prune(path, names, now, previous)
@@ -522,28 +523,24 @@ class Namespace:
 
         ``previous``: the names of the last listing of ``path``, as kept since (every
         entry cached or persisted since then went through :meth:`_keep`, which adds its
-        name), given only when a full prune of ``path`` ran in this mount.  Then the
-        only rows that can be stale are those of ``previous - names``, and a warm
-        listing costs no scan of the persistent cache.  Without it (the first listing
+        name), given only when that listing pruned too, so a full prune of ``path`` ran
+        in this mount.  Then the only rows that can be stale are those of ``previous -
+        names``, and a warm listing costs no scan of the persistent cache.  Without it (the first listing
         of a directory after the mount), every persisted child is checked."""
         if self.disk is None:
             return
         prefix = dir_prefix(path)
         if previous is not None:
-            gone_names = previous - names
-            if not gone_names:
+            keys = [key_of(join(path, n)) for n in previous - names]
+            if not keys:
                 return
-            candidates = [(key_of(join(path, n)), None) for n in gone_names]
-            records = self.disk.get_many(k for k, _ in candidates)
+            records = self.disk.get_many(keys)
             with self._lock:
-                stale = {k for k, _ in candidates
-                         if (self._stat.get("/" + k) or (None, -1.0))[1] < listed_at}
-            gone = [k for k, _ in candidates if k in stale and (k not in records or records[k].checked < listed_at)]
+                gone = [k for k in keys if self._stat.get("/" + k, (None, -1.0))[1] < listed_at
+                        and (k not in records or records[k].checked < listed_at)]
         else:
             gone = [k for k, checked in self.disk.children(prefix)
                     if checked < listed_at and k[len(prefix):] not in names]
-            with self._lock:
-                self._pruned.add(path)
         if not gone:
             return
         with self._lock:
