@@ -66,6 +66,7 @@ import oss2
 import requests
 import urllib3
 
+from ossfs import crc64
 from ossfs.errors import (AccessDenied, IntegrityError, NoSuchBucket, NotFound, PreconditionFailed,
                           StoreError, TransientError, Unreachable)
 from ossfs.store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
@@ -88,10 +89,9 @@ class FastCrc64:
     XOR-out as oss2's CRC-64/ECMA-182, so every value is bit-identical).  oss2 builds one
     per request body and feeds it every chunk sent or received; crcmod (pure Python
     without its C extension) computed a 256-entry table per instance and then ran at a
-    few MB/s holding the GIL.  ``combine`` (a few calls per multipart upload) stays
-    crcmod's.  Installed in place of oss2's class at import (one place: this module)."""
-
-    _combine = None  # crcmod's combine function, built on first use
+    few MB/s holding the GIL.  ``combine`` is :func:`ossfs.crc64.combine` (crcmod's took
+    ~16 ms a call).  Installed in place of oss2's class at import (one place: this
+    module)."""
 
     def __init__(self, init_crc=0):
         self.crc = init_crc
@@ -105,10 +105,7 @@ class FastCrc64:
         self.crc = _fastcrc64.xz(data, self.crc)
 
     def combine(self, crc1, crc2, len2):
-        if FastCrc64._combine is None:
-            FastCrc64._combine = oss2.utils.mkCombineFun(_Crc64Oss2._POLY, initCrc=0, rev=True,
-                                                         xorOut=_Crc64Oss2._XOROUT)
-        return FastCrc64._combine(crc1, crc2, len2)
+        return crc64.combine(crc1, crc2, len2)
 
 
 _Crc64Oss2 = oss2.utils.Crc64
@@ -199,11 +196,10 @@ def combine_crc64(parts) -> Optional[int]:
     """CRC64 of the concatenation of ``parts`` (PartInfo in order), or None if any
     part's CRC is unknown."""
     crc = 0
-    combiner = oss2.utils.Crc64()
     for part in parts:
         if part.crc64 is None:
             return None
-        crc = combiner.combine(crc, part.crc64, part.size) if part.size else crc
+        crc = crc64.combine(crc, part.crc64, part.size)
     return crc
 
 

@@ -72,6 +72,25 @@ def test_crc64_combine_matches_oss2_and_the_crc_of_the_concatenation():
     assert store_mod.crc64_combine(12345, 0, 0) == 12345
 
 
+def test_client_and_server_crc_agree_whichever_module_is_imported_first():
+    """The client installs its fastcrc class as ``oss2.utils.Crc64``; the server's CRC
+    must not depend on that, nor the client's combine differ from the server's."""
+    import subprocess
+    import sys
+    code = (
+        "import ossfs.store_oss as c, ossfs.server.store as s, crcmod, os\n"
+        "f = crcmod.mkCrcFun(%d, initCrc=0, rev=True, xorOut=%d)\n"
+        "x, y = os.urandom(5000), os.urandom(777)\n"
+        "acc = s.new_crc64(); acc.update(x + y)\n"
+        "assert s.crc64_update(x + y) == acc.crcValue == f(x + y)\n"
+        "part = lambda d: c.PartInfo(part_number=1, etag='', size=len(d), crc64=f(d))\n"
+        "assert c.combine_crc64([part(x), part(y)]) == f(x + y)\n"
+        "print('ok')\n" % (_POLY, _XOROUT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 # ------------------------------------------------------------------ reading
 
 def test_reads_whole_and_by_ranges_across_segments(oss_server_session, prefix):
