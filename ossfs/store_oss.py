@@ -42,9 +42,14 @@ are composed here from the operation, the key, the OSS error code and message an
 the request id.  oss2's debug log prints request headers (with the Authorization
 signature), so its logger is kept at WARNING unless the user configured it.
 
+Transport: requests to a plain-http endpoint without a proxy go through
+:mod:`ossfs.httpconn` (http.client with a keep-alive pool), which costs about half the
+client CPU of oss2's requests/urllib3 path for a small request; https endpoints,
+proxies and bodies of unknown length keep the requests path (see :class:`_Session`).
+
 Threads: an OssStore is shared by every thread of the filesystem.  Its only shared
-mutable state is the ``oss2.Session`` connection pool (guarded inside urllib3); the
-store itself holds no lock and no per-call state.
+mutable state is the connection pools (``httpconn.Pool``, guarded by its lock, and
+urllib3's); the store itself holds no lock and no per-call state.
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ import base64
 import email.utils
 import errno as _errno
 import hashlib
+import http.client
 import io
 import logging
 import os
@@ -66,7 +72,7 @@ import oss2
 import requests
 import urllib3
 
-from ossfs import crc64
+from ossfs import crc64, httpconn
 from ossfs.errors import (AccessDenied, IntegrityError, NoSuchBucket, NotFound, PreconditionFailed,
                           StoreError, TransientError, Unreachable)
 from ossfs.store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
@@ -168,14 +174,15 @@ def _network_reason(exc: BaseException) -> str:
             return "timed out"
         if isinstance(e, ConnectionResetError):
             return "connection reset"
-        if isinstance(e, (urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError)):
+        if isinstance(e, (urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError,
+                          http.client.HTTPException)):
             return "connection broken"
     return "connection failed"
 
 
 _TEMP_CODES = {"InvalidDigest", "InternalError", "ServiceUnavailable", "RequestTimeout", "SlowDown",
                "RequestTimeTooSkewed"}
-_NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
+_NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, httpconn.WireError, ConnectionError,
                    socket.timeout, TimeoutError)
 
 
@@ -312,7 +319,7 @@ def _settle_environment(session: requests.Session, endpoint: str) -> None:
 class _Response(oss2.http.Response):
     """oss2's Response without its eager debug formatting of every header set."""
 
-    def __init__(self, response: requests.Response):  # noqa: super().__init__ deliberately not called
+    def __init__(self, response):  # noqa: super().__init__ deliberately not called
         self.response = response
         self.status = response.status_code
         self.headers = response.headers
@@ -321,11 +328,15 @@ class _Response(oss2.http.Response):
 
 
 class _Session(oss2.http.Session):
-    """oss2's Session, sending each request straight through the connection pool's
-    adapter instead of ``requests.Session.request``.
+    """oss2's Session, sending each request through :class:`ossfs.httpconn.Pool` when
+    :func:`ossfs.httpconn.usable` says it can (plain http, no proxy, a body of known
+    length), else straight through the requests connection pool's adapter instead of
+    ``requests.Session.request``.  Failures of either path reach oss2 as
+    ``oss2.exceptions.RequestError``, as oss2's own Session raises them; a failure while
+    a body is streamed is an ``httpconn.WireError`` (one of the network errors below).
 
-    Per request that skips what an OSS client never uses: merging session
-    settings, cookie jars on the way out and in, hooks, and following redirects
+    On the requests path, per request this skips what an OSS client never uses:
+    merging session settings, cookie jars on the way out and in, hooks, and following redirects
     (OSS answers a wrong endpoint with an error, not a Location to follow, and a
     redirect must never carry our signed headers to another host).  What oss2
     relies on is kept: the same adapter and pool, ``stream=True``, the timeout, the
@@ -337,7 +348,17 @@ class _Session(oss2.http.Session):
 
     _DEFAULT_HEADERS = (("Accept", "*/*"), ("Connection", "keep-alive"))
 
+    def __init__(self, pool_size: int):
+        super().__init__(pool_size=pool_size)
+        self._lean = httpconn.Pool(maxsize=pool_size)
+
     def do_request(self, req, timeout):
+        proxies = req.proxies or self.session.proxies
+        if httpconn.usable(req.url, req.data, proxies):
+            try:
+                return _Response(self._lean.request(req.method, req.url, req.params, req.headers, req.data, timeout))
+            except httpconn.WireError as exc:
+                raise oss2.exceptions.RequestError(exc.__cause__ or exc)
         try:
             prep = requests.PreparedRequest()
             prep.prepare_method(req.method)
@@ -350,7 +371,7 @@ class _Session(oss2.http.Session):
             session = self.session
             adapter = session.get_adapter(prep.url)
             return _Response(adapter.send(prep, stream=True, timeout=timeout, verify=session.verify, cert=None,
-                                          proxies=req.proxies or session.proxies))
+                                          proxies=proxies))
         except requests.RequestException as exc:
             raise oss2.exceptions.RequestError(exc)
 
