@@ -110,6 +110,84 @@ class Headers(dict):
         return dict.get(self, name.lower(), default)
 
 
+def _parse_header_lines(lines) -> Headers:
+    """The header block as :class:`Headers` (repeated fields joined with ", ", obsolete
+    line folding unfolded, lines without a colon ignored as the email parser does)."""
+    headers = Headers()
+    last = None
+    for raw in lines:
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        line = raw.decode("iso-8859-1")
+        if line[0] in " \t":
+            if last is not None:
+                dict.__setitem__(headers, last, headers[last] + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name, value = name.strip().lower(), value.strip()
+        dict.__setitem__(headers, name, headers[name] + ", " + value if name in headers else value)
+        last = name
+    return headers
+
+
+class _FastResponse(http.client.HTTPResponse):
+    """http.client's response with its header block parsed straight into :class:`Headers`.
+
+    ``HTTPResponse.begin`` hands the header lines to the email package, which costs
+    about a fifth of the client CPU of a small request.  This ``begin`` reads the status
+    line and the header lines with http.client's own readers (``_read_status``,
+    ``_read_headers``: line and count limits included) and then decides the body's
+    framing exactly as ``HTTPResponse.begin`` does (chunked, Content-Length, no body for
+    HEAD/1xx/204/304, ``will_close``)."""
+
+    def begin(self):
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            http.client._read_headers(self.fp)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = _parse_header_lines(http.client._read_headers(self.fp))
+        tr_enc = self.headers.get("transfer-encoding")
+        self.chunked = bool(tr_enc and tr_enc.lower() == "chunked")
+        if self.chunked:
+            self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if (status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200
+                or self._method == "HEAD"):
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
+class _Connection(http.client.HTTPConnection):
+    # http.client's private header reader is what _FastResponse builds on; without it
+    # (a future Python), the standard response class is used.
+    response_class = (_FastResponse if hasattr(http.client, "_read_headers")
+                      and hasattr(http.client.HTTPResponse, "_read_status") else http.client.HTTPResponse)
+
+
 class _Response:
     """The part of ``requests.Response`` oss2 and ossfs use, over an http.client response."""
 
@@ -118,12 +196,14 @@ class _Response:
         self._pool, self._key, self._conn, self._resp = pool, key, conn, resp
         self.status_code = resp.status
         self.reason = resp.reason
-        headers = Headers()
-        for name, value in resp.getheaders():
-            name = name.lower()
-            # repeated fields are joined as urllib3 joins them
-            headers[name] = headers[name] + ", " + value if name in headers else value
-        self.headers = headers
+        if isinstance(resp.headers, Headers):
+            self.headers = resp.headers
+        else:
+            self.headers = Headers()
+            for name, value in resp.getheaders():
+                name = name.lower()
+                # repeated fields are joined as urllib3 joins them
+                self.headers[name] = self.headers[name] + ", " + value if name in self.headers else value
         self._done = False
         if method == "HEAD" or resp.length == 0:
             resp.read()          # no body: lets http.client mark the response complete
@@ -204,7 +284,7 @@ class Pool:
         conn = self._get(key)
         try:
             if conn is None:
-                conn = http.client.HTTPConnection(host, port, timeout=connect_timeout, blocksize=SEND_BLOCK)
+                conn = _Connection(host, port, timeout=connect_timeout, blocksize=SEND_BLOCK)
                 conn.connect()
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sock.settimeout(read_timeout)

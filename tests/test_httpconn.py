@@ -54,6 +54,15 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
                 self.wfile.flush()
                 return
+            if action == "chunked":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+                self.wfile.flush()
+                continue
+            if action == "http10":
+                self.wfile.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+                self.wfile.flush()
+                return
             payload = b"hello world" * 10
             extra = b"X-Dup: a\r\nX-Dup: b\r\nX-Mixed-Case: yes\r\n"
             close = action == "close"
@@ -165,6 +174,31 @@ def test_headers_are_case_insensitive_and_repeats_joined(server):
     assert resp.headers["x-mixed-case"] == resp.headers["X-MIXED-CASE"] == "yes"
     assert "X-Mixed-Case" in resp.headers and resp.headers.get("x-absent") is None
     assert resp.headers["x-dup"] == "a, b"
+
+
+def test_chunked_bodies_and_close_delimited_bodies(server):
+    pool = httpconn.Pool()
+    server.script = lambda path: "chunked"
+    for _ in range(2):
+        resp, body = _get(pool, server)
+        assert body == b"hello world"
+    assert server.connections == 1                 # a chunked answer keeps the connection
+    server.script = lambda path: "http10"
+    resp, body = _get(pool, server)
+    assert body == b"until the end" and resp.status_code == 200
+    server.script = lambda path: "answer"
+    _get(pool, server)                             # the HTTP/1.0 answer ended its connection
+    assert server.connections == 2
+
+
+def test_header_block_parsing():
+    h = httpconn._parse_header_lines([
+        b"Content-Length: 12\r\n", b"X-Oss-Meta-Mode:  33188 \r\n", b"x-dup: a\r\n", b"X-Dup: b\r\n",
+        b"X-Folded: first\r\n", b"  second\r\n", b"no colon here\r\n", b"X-Latin: caf\xe9\r\n",
+        b"\r\n", b"X-After-End: no\r\n"])
+    assert dict(h) == {"content-length": "12", "x-oss-meta-mode": "33188", "x-dup": "a, b",
+                       "x-folded": "first second", "x-latin": "caf\xe9"}
+    assert h["X-OSS-META-MODE"] == "33188" and "Content-Length" in h
 
 
 def _sent_by_requests(srv, method, path, params, headers, data):
