@@ -327,6 +327,27 @@ class _Response(oss2.http.Response):
         self._Response__all_read = False  # oss2.http.Response's private "body consumed" flag
 
 
+class _AsStored:
+    """A ``requests.Response`` whose body is read as the object holds it.
+
+    ``requests.Response.iter_content`` decodes a ``Content-Encoding: gzip``/``deflate``
+    body, so an object stored compressed (``ossutil cp --meta Content-Encoding:gzip``,
+    a static-site bucket) would come back as other bytes than its size, ETag and CRC-64
+    describe, and a file read would fail its CRC check.  This reads the raw stream
+    (urllib3's errors are network errors to :func:`is_temp_failure`)."""
+
+    def __init__(self, response: requests.Response):
+        self._response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    def iter_content(self, chunk_size: int = 1):
+        return self._response.raw.stream(chunk_size, decode_content=False)
+
+    def close(self) -> None:
+        self._response.close()
+
+
 class _Session(oss2.http.Session):
     """oss2's Session, sending each request through :class:`ossfs.httpconn.Pool` when
     :func:`ossfs.httpconn.usable` says it can (plain http, no proxy, a body of known
@@ -370,8 +391,8 @@ class _Session(oss2.http.Session):
             prep.prepare_body(req.data, None)
             session = self.session
             adapter = session.get_adapter(prep.url)
-            return _Response(adapter.send(prep, stream=True, timeout=timeout, verify=session.verify, cert=None,
-                                          proxies=proxies))
+            return _Response(_AsStored(adapter.send(prep, stream=True, timeout=timeout, verify=session.verify,
+                                                    cert=None, proxies=proxies)))
         except requests.RequestException as exc:
             raise oss2.exceptions.RequestError(exc)
 

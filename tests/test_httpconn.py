@@ -279,3 +279,20 @@ def test_a_proxied_endpoint_still_goes_through_requests(monkeypatch):
     assert pool_calls == []
     assert adapter_calls and adapter_calls[0][0] == "HEAD"
     assert adapter_calls[0][2]["http"] == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("path", ["httpconn", "requests"])
+def test_an_object_stored_compressed_reads_back_as_stored(oss_server_session, monkeypatch, path):
+    """Content-Encoding: gzip is the object's own header, not a transfer encoding:
+    both HTTP paths return the stored bytes (requests would otherwise decompress them
+    and the whole-object CRC check would fail)."""
+    import gzip
+    srv = oss_server_session
+    if path == "requests":
+        monkeypatch.setattr(httpconn, "usable", lambda *a: False)
+    store = OssStore(srv.endpoint, srv.bucket, (srv.access_key_id, srv.access_key_secret), retries=0)
+    raw = gzip.compress(b"compressed text " * 5000)
+    srv.oss_bucket().put_object("stored-gzip-%s" % path, raw, headers={"Content-Encoding": "gzip"})
+    out = io.BytesIO()
+    assert store.get_to_file("stored-gzip-%s" % path, out) == len(raw)
+    assert out.getvalue() == raw
