@@ -67,6 +67,15 @@ SEND_BLOCK = 1 << 20
 _DEFAULT_HEADERS = (("Accept", "*/*"), ("Connection", "keep-alive"))
 
 
+def request_headers(headers) -> dict:
+    """The headers to send for oss2's ``headers``: ``Accept`` and ``Connection`` as
+    requests adds them, then oss2's own, leaving out those oss2 marks ``None``
+    (Accept-Encoding: requests must not add it).  Both HTTP paths use this."""
+    send = dict(_DEFAULT_HEADERS)
+    send.update((k, v) for k, v in headers.items() if v is not None)
+    return send
+
+
 class WireError(Exception):
     """A request failed on the wire; ``__cause__`` is the OSError/HTTPException."""
 
@@ -272,8 +281,7 @@ class Pool:
         host, port = parts.hostname, parts.port or 80
         key = (host, port)
 
-        send_headers = dict(_DEFAULT_HEADERS)
-        send_headers.update((k, v) for k, v in headers.items() if v is not None)
+        send_headers = request_headers(headers)
         names = {k.lower() for k in send_headers}
         if data is not None and "content-length" not in names and "transfer-encoding" not in names:
             length = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else _length(data)

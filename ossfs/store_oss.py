@@ -367,8 +367,6 @@ class _Session(oss2.http.Session):
     Together with :func:`_settle_environment` this is about a third of the client
     CPU of a small request such as a HEAD."""
 
-    _DEFAULT_HEADERS = (("Accept", "*/*"), ("Connection", "keep-alive"))
-
     def __init__(self, pool_size: int):
         super().__init__(pool_size=pool_size)
         self._lean = httpconn.Pool(maxsize=pool_size)
@@ -384,10 +382,7 @@ class _Session(oss2.http.Session):
             prep = requests.PreparedRequest()
             prep.prepare_method(req.method)
             prep.prepare_url(req.url, req.params)
-            headers = dict(self._DEFAULT_HEADERS)
-            # oss2 marks headers requests must not add (Accept-Encoding) with None.
-            headers.update((k, v) for k, v in req.headers.items() if v is not None)
-            prep.prepare_headers(headers)
+            prep.prepare_headers(httpconn.request_headers(req.headers))
             prep.prepare_body(req.data, None)
             session = self.session
             adapter = session.get_adapter(prep.url)
