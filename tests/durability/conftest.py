@@ -10,7 +10,9 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import time
+from typing import Optional, Tuple
 
 from mount.conftest import is_mounted, mount, mounter, pid_alive, run_ossfs  # noqa: F401  (fixtures reused)
 
@@ -79,3 +81,59 @@ def kill9(m) -> None:
 def remount(m) -> None:
     """Mount ``m`` again with the same options and cache directory."""
     m.start()
+
+
+_WRITER = r"""
+import errno, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from durability.conftest import write_chunks
+path, size = sys.argv[2], int(sys.argv[3])
+f = open(path, "wb")
+print(write_chunks(f, os.path.basename(path), size), flush=True)
+sys.stdin.readline()
+t0 = time.monotonic()
+try:
+    f.close()
+    result = "ok"
+except OSError as exc:
+    result = errno.errorcode.get(exc.errno, str(exc.errno))
+print(result, time.monotonic() - t0, flush=True)
+"""
+
+
+class WriterProcess:
+    """A child process that writes ``size`` bytes of :func:`write_chunks` content to
+    ``path`` and keeps the file open until :meth:`close` asks it to close.
+
+    Tests that watch a slow ``close()`` while they start other processes (``ossfs
+    status``, a server) must not hold the file open themselves: every fork copies the
+    descriptor, and the exec that follows closes the copy, which is a FUSE flush that
+    uploads the file, so the new process would hang in exec until the upload ended.
+    """
+
+    def __init__(self, path: str, size: int):
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen([sys.executable, "-c", _WRITER, here, path, str(size)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.md5 = self.proc.stdout.readline().strip()  # the file is written and still open
+        assert len(self.md5) == 32, "the writer failed: %r" % self.md5
+
+    def close(self) -> None:
+        """Let the child call close() (it returns at once; see :meth:`result`)."""
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> Optional[Tuple[str, float]]:
+        """``("ok" or the errno name, seconds close() took)``, or None if close() has
+        not returned within ``timeout``."""
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        words = out.split()
+        return (words[0], float(words[1])) if len(words) == 2 else (out.strip() or "no answer", 0.0)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

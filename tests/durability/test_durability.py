@@ -20,7 +20,7 @@ import pytest
 
 from mount.conftest import ossfs_cmd, ossfs_env
 
-from .conftest import KiB, MiB, file_md5, kill9, object_md5, pattern, remount, wait_for, write_chunks
+from .conftest import KiB, MiB, WriterProcess, file_md5, kill9, object_md5, pattern, remount, wait_for, write_chunks
 
 BIG = 512 * MiB  # the size the product issue asks for; about 50 s on a 2-core machine
 
@@ -58,30 +58,21 @@ def test_kill9_during_close_resumes_without_resending_parts(oss_server, mounter)
     size, part = 100 * MiB, 10 * MiB
     m = mounter(multipart_size=10, parallel_count=2, retries=5)
     bucket = oss_server.oss_bucket()
-    f = open(m.p("killed.bin"), "wb")
-    want = write_chunks(f, "killed.bin", size)
+    writer = WriterProcess(m.p("killed.bin"), size)
+    want = writer.md5
     oss_server.set_faults(bandwidth=4 * MiB)
     oss_server.reset_stats()
-    outcome = {}
-
-    def close():
-        try:
-            f.close()
-            outcome["close"] = "ok"
-        except OSError as exc:
-            outcome["close"] = errno.errorcode.get(exc.errno, exc.errno)
-
-    closer = threading.Thread(target=close, daemon=True)
-    closer.start()
     try:
+        writer.close()
         reached = wait_for(lambda: oss_server.stats()["requests"].get("UploadPart", 0) >= 3, 90)
         assert reached, "the upload did not start: %s" % oss_server.stats()
         kill9(m)
+        outcome = writer.result(30)
     finally:
         oss_server.set_faults()
-    closer.join(30)
-    assert not closer.is_alive()
-    assert outcome["close"] != "ok"  # killed before close could acknowledge anything
+        writer.kill()
+    assert outcome is not None, "close() still blocked 30 s after the daemon died"
+    assert outcome[0] != "ok"  # killed before close could acknowledge anything
     time.sleep(0.5)  # let the server finish with what reached it
     upload_id = _upload_id(bucket, "killed.bin")
     assert upload_id, "the interrupted upload should be left for resuming"
@@ -115,33 +106,21 @@ def test_close_waits_while_the_server_is_down_then_succeeds(oss_server, mounter)
     """The server goes away for 6 s while a writer closes: close waits and retries,
     then returns 0, and the object is intact."""
     m = mounter(retries=5, connect_timeout=3, readwrite_timeout=10)
-    f = open(m.p("outage.bin"), "wb")
-    want = write_chunks(f, "outage.bin", 3 * MiB)
+    writer = WriterProcess(m.p("outage.bin"), 3 * MiB)
     port = oss_server.port
     oss_server.stop()
-    outcome = {}
-
-    def close():
-        t0 = time.monotonic()
-        try:
-            f.close()
-            outcome["close"] = "ok"
-        except OSError as exc:
-            outcome["close"] = errno.errorcode.get(exc.errno, exc.errno)
-        outcome["seconds"] = time.monotonic() - t0
-
-    closer = threading.Thread(target=close, daemon=True)
-    closer.start()
     try:
-        time.sleep(6)
-        assert closer.is_alive(), "close returned while the server was down: %s" % outcome
-    finally:
+        writer.close()
+        early = writer.result(6)
+        assert early is None, "close returned while the server was down: %s" % (early,)
         _start_again(oss_server, port)
-    closer.join(120)
-    assert not closer.is_alive(), "close still waiting 2 minutes after the server came back"
-    assert outcome["close"] == "ok", (outcome, m.log()[-3000:])
-    assert outcome["seconds"] >= 6
-    assert object_md5(oss_server, "outage.bin") == want
+        outcome = writer.result(120)
+    finally:
+        writer.kill()
+    assert outcome is not None, "close still waiting 2 minutes after the server came back"
+    assert outcome[0] == "ok", (outcome, m.log()[-3000:])
+    assert outcome[1] >= 6
+    assert object_md5(oss_server, "outage.bin") == writer.md5
 
 
 def test_sigterm_uploads_what_a_failed_close_left_dirty(oss_server, mounter):
@@ -352,12 +331,11 @@ def _status_in_pty(mountpoint: str, timeout: float = 15) -> str:
 def test_status_shows_progress_of_a_slow_upload(oss_server, mounter, run_ossfs):
     m = mounter(multipart_size=5, parallel_count=1)
     size = 30 * MiB
-    f = open(m.p("slow.bin"), "wb")
-    want = write_chunks(f, "slow.bin", size)
+    writer = WriterProcess(m.p("slow.bin"), size)
     oss_server.set_faults(bandwidth=1 * MiB)  # 30 s of upload: room for slow status calls on a loaded machine
-    closer = threading.Thread(target=f.close, daemon=True)
-    closer.start()
     try:
+        writer.close()
+
         def progress():
             out = run_ossfs("status", m.path).stdout
             line = [ln for ln in out.splitlines() if "/slow.bin" in ln]
@@ -370,9 +348,12 @@ def test_status_shows_progress_of_a_slow_upload(oss_server, mounter, run_ossfs):
         assert "/slow.bin" in tty and "[" in tty and "%" in tty, tty
     finally:
         oss_server.set_faults()
-    closer.join(120)
-    assert not closer.is_alive()
-    assert object_md5(oss_server, "slow.bin") == want
+    try:
+        outcome = writer.result(120)
+    finally:
+        writer.kill()
+    assert outcome is not None and outcome[0] == "ok", outcome
+    assert object_md5(oss_server, "slow.bin") == writer.md5
     out = run_ossfs("status", m.path).stdout
     assert "/slow.bin" not in out and "dirty: 0" in out, out
 
