@@ -136,8 +136,9 @@ def parse_time(s: Optional[str]) -> Optional[int]:
     if s is None:
         return None
     s = s.strip()
-    m = _TIMESPEC.fullmatch(s)
-    if m:
+    if s.isdigit() and s.isascii():
+        ns = int(s) * NS  # whole seconds, as s3fs and ossfs 1.x write them: the common case
+    elif (m := _TIMESPEC.fullmatch(s)):
         sec = int(m.group(1))
         ns = sec * NS + int(m.group(2))
     elif _DECIMAL.fullmatch(s):
@@ -224,8 +225,10 @@ def _decimal_field(meta: Mapping[str, str], name: str, limit: int) -> Optional[i
     if value is None:
         return None
     value = value.strip()
-    if _DIGITS.fullmatch(value) and int(value) <= limit:
-        return int(value)
+    if value.isdigit() and value.isascii():
+        number = int(value)
+        if number <= limit:
+            return number
     log.debug("ignoring garbage %s header %r", name, value[:40])
     return None
 

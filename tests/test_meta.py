@@ -66,7 +66,7 @@ def test_parse_time_forms(text, ns):
 
 
 @pytest.mark.parametrize("text", ["", "abc", "nan", "inf", "1_000", "0x10", "1e99999", "1.2.3",
-                                  str(2**64), "--1", None])
+                                  str(2**64), "--1", None, "\u0661\u0662", "\u00b2", "\uff11\uff12"])
 def test_parse_time_garbage(text):
     assert parse_time(text) is None
 
@@ -137,7 +137,7 @@ def test_mode_forms_for_dirs(m, expected):
 
 
 @pytest.mark.parametrize("value", ["", "abc", "-1", "+5", "1e3", str(0o177777 + 1), "99999999999999",
-                                   "0x1ff", "4 2"])
+                                   "0x1ff", "4 2", "\u0661\u0662", "\u00b2", "\uff11\uff12"])
 def test_mode_garbage_gives_default(value):
     assert attr_of({"mode": value}).mode == stat.S_IFREG | 0o644
     assert attr_of({"goog-reserved-posix-mode": value + "9"}).mode == stat.S_IFREG | 0o644
