@@ -36,8 +36,9 @@ Caches (invariants):
   size and Last-Modified equal the LIST entry's is still right (same object
   version; a header change by copy-onto-itself moves Last-Modified) and is shown
   without a HEAD, keeping its age (so ``stat`` still HEADs it after the expiry);
-  every other entry is HEADed in parallel (``multireq_max`` at once) so that
-  ``ls -l`` shows the real modes and owners.  Last-Modified has whole seconds: a
+  every other entry is HEADed in parallel (``multireq_max`` at once), starting as
+  soon as its LIST page arrives while the next page is fetched, so that ``ls -l``
+  shows the real modes and owners.  Last-Modified has whole seconds: a
   header change made within the second of the previous write is seen by listings
   only once ``stat`` has refreshed the entry.
 * The persistent metadata cache (``metacache.py``, optional) backs the stat cache on
@@ -57,7 +58,10 @@ Caches (invariants):
   creates is removed from it by :meth:`remember`; a listing removes what it saw.
 
 Threads: ``_lock`` guards ``_stat``, ``_neg`` and ``_listed`` and is never held across
-a store call or a metadata-cache call (``MetaCache`` has its own lock).  Two threads may resolve the same path at once; both answers are valid and
+a store call or a metadata-cache call (``MetaCache`` has its own lock).  HEADs run on
+a pool of ``multireq_max`` threads, the next LIST page of a listing on a separate pool
+of ``LIST_THREADS`` (so a LIST never queues behind HEADs); neither pool's work submits
+to a pool and waits, so neither can deadlock.  Two threads may resolve the same path at once; both answers are valid and
 the later one wins in the cache.
 """
 from __future__ import annotations
@@ -82,6 +86,7 @@ log = logging.getLogger(__name__)
 
 FOLDER_SUFFIX = "_$folder$"
 MAX_LISTINGS = 4096  # directories whose complete name list is kept as negative evidence
+LIST_THREADS = 4     # listings whose next LIST page can be fetched at once
 SETTLED = 2.0        # seconds between an object's Last-Modified and our HEAD that prove no later same-second change
 
 # Forms an entry takes in the bucket.
@@ -171,14 +176,16 @@ class Namespace:
         # deletes; ``pruned`` when it came from a listing, which checks the directory's
         # persisted children (a directory made by mkdir is known empty without one).
         self._listed: collections.OrderedDict = collections.OrderedDict()
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[ThreadPoolExecutor] = None       # GUARDED_BY(_pool_lock)
+        self._list_pool: Optional[ThreadPoolExecutor] = None  # GUARDED_BY(_pool_lock)
         self._pool_lock = threading.Lock()
 
     def close(self) -> None:
         with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+            for pool in (self._pool, self._list_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._pool = self._list_pool = None
         if self.disk is not None:
             self.disk.close()
 
@@ -423,23 +430,47 @@ class Namespace:
 
     # --- listings ---
 
-    def _get_pool(self) -> ThreadPoolExecutor:
+    def _get_pool(self, listing: bool = False) -> ThreadPoolExecutor:
+        """The HEAD pool (``multireq_max`` threads), or with ``listing`` the small pool
+        that fetches the next LIST page of each listing under way.  Two pools, so that
+        a LIST never waits behind another listing's HEADs."""
         with self._pool_lock:
+            if listing:
+                if self._list_pool is None:
+                    self._list_pool = ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="ossfs-list")
+                return self._list_pool
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.multireq_max, thread_name_prefix="ossfs-head")
             return self._pool
 
+    def _pages(self, prefix: str):
+        """The LIST pages of ``prefix`` (delimiter ``/``), each next page requested
+        while the caller handles the current one.  A caller that stops early leaves
+        at most one request running."""
+        pool = self._get_pool(listing=True)
+        future = pool.submit(self.store.list, prefix, "/", None, self.list_max_keys)
+        while future is not None:
+            page = future.result()
+            future = None
+            if page.next_token is not None:
+                future = pool.submit(self.store.list, prefix, "/", page.next_token, self.list_max_keys)
+            yield page
+
     def listdir(self, path: str) -> list:
         """``[(name, Entry)]`` of the children of directory ``path``, sorted by name.
 
-        One paginated LIST with delimiter, then HEADs (in parallel) for the entries
-        whose attributes are not already known for that object version."""
+        One paginated LIST with delimiter; the entries of each page are checked against
+        the caches (and those whose attributes are not known for that object version
+        HEADed, in parallel) while the next page is fetched."""
         prefix = dir_prefix(path)
+        now = self.clock()
         files: dict = {}    # name -> ObjectInfo (LIST data)
         dirs: dict = {}     # name -> form hint (FOLDER if only a _$folder$ object was seen)
-        token = None
-        while True:
-            page = self.store.list(prefix, "/", token, self.list_max_keys)
+        reused = {}         # name -> (Entry, t, own, changed): validated by LIST data, no HEAD
+        heads = {}          # name -> Future of Optional[Entry]
+        pool = self._get_pool()
+        for page in self._pages(prefix):
+            plain = {}
             for info in page.objects:
                 name = info.key[len(prefix):]
                 if name in ("", ".", ".."):
@@ -447,41 +478,37 @@ class Namespace:
                 if name.endswith(FOLDER_SUFFIX) and len(name) > len(FOLDER_SUFFIX):
                     dirs.setdefault(name[:-len(FOLDER_SUFFIX)], FOLDER)
                     continue
-                files[name] = info
+                files[name] = plain[name] = info
             for p in page.prefixes:
                 name = p[len(prefix):-1]
                 if name not in ("", ".", "..") and "/" not in name:
                     dirs[name] = MARKER  # a marker or implicit: the HEAD of "name/" tells
-            token = page.next_token
-            if token is None:
-                break
+            records = {}
+            if self.disk is not None and plain and self._caching():
+                with self._lock:
+                    missing = [n for n in plain if join(path, n) not in self._stat]
+                if missing:
+                    records = self.disk.get_many(key_of(join(path, n)) for n in missing)
+            for name, info in plain.items():
+                child = join(path, name)
+                item = self._validated(child, info, records.get(key_of(child)), now)
+                if item is not None:
+                    reused[name] = item
+                else:
+                    heads[name] = pool.submit(self._head_file, child, info)
 
-        now = self.clock()
         jobs = {}   # name -> callable returning Optional[Entry]
         result = {}
-        reused = {}  # name -> (Entry, t, own, changed): validated by LIST data, no HEAD
-        plain = {}   # name -> ObjectInfo of the files that need validating
-        for name, info in files.items():
-            child = join(path, name)
-            if name in dirs:
-                dirs.pop(name)
-                if info.size == 0:
-                    jobs[name] = (lambda c=child: self._lookup_quiet(c))
-                    continue
-                # a non-empty file hides the directory (module docstring)
-            plain[name] = info
-        records = {}
-        if self.disk is not None and plain and self._caching():
-            with self._lock:
-                missing = [n for n in plain if join(path, n) not in self._stat]
-            records = self.disk.get_many(key_of(join(path, n)) for n in missing)
-        for name, info in plain.items():
-            child = join(path, name)
-            item = self._validated(child, info, records.get(key_of(child)), now)
-            if item is not None:
-                reused[name] = item
-            else:
-                jobs[name] = (lambda c=child, i=info: self._head_file(c, i))
+        for name in [n for n in files if n in dirs]:
+            dirs.pop(name)
+            if files[name].size == 0:
+                # an empty object and a prefix of the same name: what lookup says wins
+                reused.pop(name, None)
+                head = heads.pop(name, None)
+                if head is not None:
+                    head.cancel()
+                jobs[name] = (lambda c=join(path, name): self._lookup_quiet(c))
+            # a non-empty file hides the directory (module docstring)
         for name, form in dirs.items():
             child = join(path, name)
             cached = self.cached(child)
@@ -489,14 +516,12 @@ class Namespace:
                 result[name] = cached
             else:
                 jobs[name] = (lambda c=child, f=form: self._head_dir(c, f))
-
-        if jobs:
-            if len(jobs) == 1:
-                done = {name: fn() for name, fn in jobs.items()}
-            else:
-                pool = self._get_pool()
-                futures = {name: pool.submit(fn) for name, fn in jobs.items()}
-                done = {name: fut.result() for name, fut in futures.items()}
+        if len(jobs) == 1 and not heads:
+            done = {name: fn() for name, fn in jobs.items()}
+        else:
+            heads.update((name, pool.submit(fn)) for name, fn in jobs.items())
+            done = {name: fut.result() for name, fut in heads.items()}
+        if done:
             fetched = [entry for entry in done.values() if entry is not None]
             self._remember_read(fetched, now)
             for entry in fetched:

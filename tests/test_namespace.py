@@ -116,6 +116,59 @@ def test_listdir_heads_in_parallel_and_revalidates_by_etag(store, clock):
     ns.close()
 
 
+def test_listing_pages_split_a_name_from_its_directory(store, clock):
+    """A file "x" and the prefix "x/" land on different LIST pages (keys "x!" .. sort
+    between them): the pages are handled as they arrive, and the rules for a name that
+    is both still hold: an empty object with children is the directory, a non-empty
+    file hides it."""
+    store.put("d/a", b"")
+    store.put("d/a!1", b"1")
+    store.put("d/a!2", b"2")
+    store.put("d/a/c", b"")
+    store.put("d/b", b"data", meta={"uid": "5"})
+    store.put("d/b!1", b"1")
+    store.put("d/b!2", b"2")
+    store.put("d/b/c", b"")
+    store.put("d/z", b"", meta={"uid": "6"})
+    ns = make_ns(store, clock, multireq_max=4, list_max_keys=2, stat_cache_expire=5)
+    pages = store.counts["ListObjects"]
+    listing = dict(ns.listdir("/d"))
+    assert store.counts["ListObjects"] - pages >= 4  # the split the test is about happened
+    assert sorted(listing) == ["a", "a!1", "a!2", "b", "b!1", "b!2", "z"]
+    assert stat.S_ISDIR(listing["a"].attr.mode) and listing["a"].form == LEGACY
+    assert stat.S_ISREG(listing["b"].attr.mode) and listing["b"].attr.uid == 5 and listing["b"].attr.size == 4
+    assert listing["z"].attr.uid == 6
+    assert ns.lookup("/d/a").form == LEGACY and stat.S_ISREG(ns.lookup("/d/b").attr.mode)
+    ns.close()
+
+
+def test_heads_of_a_page_start_while_the_next_page_is_listed(store, clock):
+    """The entries of the first page are HEADed while the second page is still being
+    fetched, so a cold listing overlaps the LIST round trips with its HEADs."""
+    import threading
+    for i in range(4):
+        store.put("d/f%d" % i, b"x", meta={"uid": str(i)})
+    head_started = threading.Event()
+    seen = []
+    real_list, real_head = store.list, store.head
+
+    def head(key, *a, **kw):
+        head_started.set()
+        return real_head(key, *a, **kw)
+
+    def list_(prefix, delimiter="/", token=None, max_keys=1000):
+        if token is not None:
+            seen.append(head_started.wait(10))  # bounded: a serial listing fails, not hangs
+        return real_list(prefix, delimiter, token, max_keys)
+
+    store.head, store.list = head, list_
+    ns = make_ns(store, clock, multireq_max=4, list_max_keys=2, stat_cache_expire=5)
+    listing = dict(ns.listdir("/d"))
+    assert [listing["f%d" % i].attr.uid for i in range(4)] == [0, 1, 2, 3]
+    assert seen and seen[0] is True
+    ns.close()
+
+
 def test_listing_notices_header_changes_by_other_clients(store, clock):
     store.put("d/f", b"x", meta={"mode": "33188"})
     ns = make_ns(store, clock, stat_cache_expire=5)
