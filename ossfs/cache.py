@@ -9,12 +9,14 @@ and the store only through ``transfer.Downloader`` / ``transfer.Uploader``.
 
 Staging and reading (the essay)
 -------------------------------
-Opening an object does not download it.  A staged file starts sparse, at the
-object's size, with an empty *range set* of bytes present.  A read first makes its
-own bytes present, plus a read-ahead window: 128 KiB for a reader that jumps
-around, doubling up to 8 MiB while the reader stays sequential (each read starts
-where the previous one ended).  So ``head -c 100`` of a 1 GiB object costs one GET
-of 128 KiB.  Meanwhile a background filler (a small pool shared by every staged
+Opening an object downloads at most its first bytes.  A staged file starts sparse,
+at the object's size, with an empty *range set* of bytes present, except for what
+the open itself fetched (a read-only open of an object with nothing staged asks the
+bucket with a GET of its first MiB instead of a HEAD: :meth:`StagedFile.seed`).  A
+read first makes its own bytes present, plus a read-ahead window: 128 KiB for a
+reader that jumps around, doubling up to 8 MiB while the reader stays sequential
+(each read starts where the previous one ended).  So ``head -c 100`` of a 1 GiB
+object costs one GET of 1 MiB, and ``cat`` of a small file one GET.  Meanwhile a background filler (a small pool shared by every staged
 file) fetches the missing bytes in order, ``parallel_count`` ranged GETs of
 :data:`DOWNLOAD_CHUNK` at a time, until the file is complete or closed: a
 sequential reader of a cold file reads at the speed of that many parallel streams.
@@ -344,6 +346,30 @@ class StagedFile:
         """Make ``[start, end)`` present (clipped to what the base version holds)."""
         with self.io_lock:
             self._fetch_locked(start, end)
+
+    def seed(self, etag: str, data: bytes) -> None:
+        """Store ``data``, the first bytes of object version ``etag`` fetched by the
+        open, as present.  Does nothing if the staged file is of another version, is
+        dirty or holds any of those bytes already, or if the cache has no room (the
+        reads fetch them then)."""
+        with self.io_lock:
+            with self.lock:
+                if self.fd is None or self.rec.dirty or self.rec.etag != etag:
+                    return
+                end = min(len(data), self.rec.size, self.rec.fetch_limit)
+                if end <= 0 or self._missing(0, end) != [(0, end)]:
+                    return
+            try:
+                with self.cache.reserve(end):
+                    written = 0
+                    while written < end:
+                        written += os.pwrite(self.fd, data[written:end], written)
+                    with self.lock:
+                        self.ranges.add(0, end)
+                        self._maybe_persist()  # release records the ranges; a lost row costs a GET
+            except FsError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
 
     def _fetch_locked(self, start: int, end: int) -> None:
         with self.lock:
@@ -761,13 +787,14 @@ class Cache:
                            content_type=info.content_type if info else "")
 
     def open(self, key: str, info: Optional[ObjectInfo], *, meta: Optional[dict] = None,
-             content_type: Optional[str] = None) -> StagedFile:
+             content_type: Optional[str] = None, head_bytes: Optional[bytes] = None) -> StagedFile:
         """A staged file for ``key`` whose object is ``info`` (None: a new, empty,
         dirty file), with one more open handle.  A file already open and dirty, or at
         the same ETag, is shared; a dirty closed file left by an earlier failure or
         crash wins over the bucket (it holds the user's latest data).  ``meta`` and
         ``content_type``: the headers of a new file (``info`` None), recorded in the
-        same index write as the rest of the record."""
+        same index write as the rest of the record.  ``head_bytes``: the first bytes
+        of version ``info``, already fetched (see :meth:`StagedFile.seed`)."""
         with self._lock:
             sf = self._open.get(key)
             # sf.rec fields are read without sf.lock here (lock order: sf.lock -> _lock).
@@ -803,6 +830,8 @@ class Cache:
                 sf._mark_dirty_locked()  # persists the record, dirty
             else:
                 sf.persist()
+        if head_bytes and info is not None:
+            sf.seed(info.etag, head_bytes)
         if new and self.background_fill and not sf.complete():
             self._start_fill(sf)
         return sf
@@ -828,6 +857,12 @@ class Cache:
         if info is None:
             return self._new_record(key, None)
         return self._new_record(key, info)
+
+    def is_staged(self, key: str) -> bool:
+        """True if a staged file of ``key`` (open or not) exists: its bytes may be
+        reusable, so opening it is better checked with a HEAD than with a GET."""
+        with self._lock:
+            return bool(self._by_key.get(key)) or key in self._open
 
     def get_open(self, key: str) -> Optional[StagedFile]:
         """The staged file registered for ``key`` with handles open, if any."""

@@ -10,8 +10,10 @@ applied inside the store.  Collaborators are built by the mount code and handed 
 Semantics (the user-visible decisions; the README's "Filesystem semantics" section
 lists the same):
 
-* **Close-to-open.**  ``open`` always HEADs the object (never the stat cache) and
-  stages the version it sees; ``getattr`` may answer from the stat cache for
+* **Close-to-open.**  ``open`` always asks the bucket (never the stat cache) and
+  stages the version it sees: a HEAD, or for a read-only open of a file with
+  nothing staged a GET of its first ``FIRST_READ`` bytes, which also serves the
+  first read; ``getattr`` may answer from the stat cache for
   ``stat_cache_expire`` seconds.  A file open in this mount reports its staged
   size, mtime and attributes, whatever the bucket says.
 * **Durability.**  Writes go to the staged file.  ``flush`` (called by the kernel on
@@ -117,6 +119,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 MAX_NAME = 255
 MAX_KEY = 1023
+FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
 CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
@@ -572,10 +575,17 @@ class FileSystem:
                 if sf.attr is None and rec is not None:
                     sf.attr = self._record_attr(rec)
         else:
-            entry = self.ns.lookup(path, fresh=True)  # close-to-open: always ask the bucket
+            # Close-to-open: always ask the bucket.  A file opened for reading with
+            # nothing staged is asked with a GET of its first bytes (one request for
+            # the check and the first read, which a small file fits whole).
+            first = None
+            if flags & os.O_ACCMODE == os.O_RDONLY and not self.cache.is_staged(key):
+                entry, first = self.ns.lookup_reading(path, FIRST_READ)
+            else:
+                entry = self.ns.lookup(path, fresh=True)
             if entry.is_dir:
                 raise FsError(errno.EISDIR)
-            sf = self.cache.open(key, entry.info)
+            sf = self.cache.open(key, entry.info, head_bytes=first)
         try:
             with sf.lock:
                 if sf.attr is None:

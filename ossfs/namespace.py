@@ -75,7 +75,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from .errors import FsError, NotFound, StoreError
 from .meta import Attr, Defaults, attr_from_info, is_dir_content_type
@@ -381,15 +381,42 @@ class Namespace:
         self._remember_read([entry], now)
         return entry
 
+    def lookup_reading(self, path: str, length: int) -> Tuple[Entry, Optional[bytes]]:
+        """``lookup(path, fresh=True)`` that asks for the object with a GET of its first
+        ``length`` bytes instead of a HEAD (:meth:`ObjectStore.get_first`): the entry,
+        and those bytes when the entry is a file (None otherwise)."""
+        if path == "/":
+            return self.root, None
+        got = []
+
+        def first(key: str) -> Optional[ObjectInfo]:
+            try:
+                info, data = self.store.get_first(key, length)
+            except NotFound:
+                return None
+            got.append(data)
+            return info
+
+        now = self.clock()
+        entry = self._resolve(path, first)
+        if entry is None:
+            self.forget(path, missing=True)
+            raise FsError(errno.ENOENT)
+        self._remember_read([entry], now)
+        return entry, (got[0] if got and entry.form == FILE else None)
+
     def _head(self, key: str) -> Optional[ObjectInfo]:
         try:
             return self.store.head(key)
         except NotFound:
             return None
 
-    def _resolve(self, path: str) -> Optional[Entry]:
+    def _resolve(self, path: str, first: Optional[Callable[[str], Optional[ObjectInfo]]] = None
+                 ) -> Optional[Entry]:
+        """The entry at ``path`` from the bucket.  ``first`` asks for the object at the
+        path's own key (default: HEAD); the other forms are found by LIST and HEAD."""
         key = key_of(path)
-        info = self._head(key)
+        info = (first or self._head)(key)
         if info is not None:
             mtype = _mode_header_type(info)
             if is_dir_content_type(info.content_type) or mtype == stat.S_IFDIR:

@@ -26,7 +26,7 @@ Contract, shared by every method:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Optional, Protocol, Union
+from typing import BinaryIO, Iterable, Optional, Protocol, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,12 @@ class ObjectStore(Protocol):
 
     def head(self, key: str) -> ObjectInfo:
         """HEAD the object; raises NotFound."""
+
+    def get_first(self, key: str, length: int) -> Tuple[ObjectInfo, bytes]:
+        """One GET of the first ``length`` bytes (all of a smaller object) and what
+        HEAD would say about the object (``size`` is the whole object's); raises
+        NotFound.  Opening a file for reading asks this instead of HEAD: one request
+        answers both the open's check of the current version and the first read."""
 
     def get_range(self, key: str, start: int, length: int, if_match: Optional[str] = None) -> bytes:
         """Bytes ``[start, start+length)`` (fewer at end of object).  With ``if_match``,

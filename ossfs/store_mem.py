@@ -44,7 +44,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
 import crcmod
 
@@ -180,6 +180,12 @@ class MemoryStore:
         with self._lock:
             self._op("HeadObject")
             return self._out(self._get(key).info)
+
+    def get_first(self, key: str, length: int) -> Tuple[ObjectInfo, bytes]:
+        with self._lock:
+            self._op("GetObject")
+            obj = self._get(key)
+            return self._out(obj.info), obj.data[:max(0, length)]
 
     def get_range(self, key: str, start: int, length: int, if_match: Optional[str] = None) -> bytes:
         with self._lock:

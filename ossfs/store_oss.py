@@ -66,7 +66,7 @@ import socket
 import time
 import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Iterable, Optional
+from typing import BinaryIO, Callable, Iterable, Optional, Tuple
 
 import oss2
 import requests
@@ -129,6 +129,13 @@ GiB = 1 << 30
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 10.0
 _RANGE_STANDARD = {"x-oss-range-behavior": "standard"}  # 416 instead of whole object on a bad range
+
+
+def _content_range_total(value: Optional[str]) -> Optional[int]:
+    """The object size from ``Content-Range: bytes 0-99/1234``, None if absent or unknown."""
+    if not value or "/" not in value:
+        return None
+    return _int(value.rsplit("/", 1)[1].strip())
 
 
 # --------------------------------------------------------------------------- errors
@@ -552,6 +559,48 @@ class OssStore:
     def head(self, key: str) -> ObjectInfo:
         result = self._call("HEAD %r" % key, lambda _a: self._bucket.head_object(self._k(key)))
         return self._info_from_headers(key, result.headers)
+
+    def get_first(self, key: str, length: int) -> Tuple[ObjectInfo, bytes]:
+        what = "GET %r" % key
+        length = max(1, length)
+
+        def attempt(_attempt):
+            try:
+                result = self._bucket.get_object(self._k(key), byte_range=(0, length - 1),
+                                                 headers=dict(_RANGE_STANDARD))
+            except oss2.exceptions.ServerError as exc:
+                if exc.status == 416:  # an empty object has no byte 0
+                    return self.head(key), b""
+                raise
+            try:
+                headers = result.headers
+                total = _content_range_total(headers.get("content-range"))
+                if result.status == 200 or total is None:  # the whole object (the range was ignored)
+                    total = _int(headers.get("content-length"))
+                    if total is None:
+                        raise TransientError("%s: no Content-Length" % what)
+                want = min(length, total)
+                chunks, got = [], 0
+                for chunk in result.resp.response.iter_content(CHUNK):
+                    chunk = chunk[:want - got]
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got >= want:
+                        break
+                if got < want:
+                    raise TransientError("%s: stream ended early" % what)
+                data = b"".join(chunks)
+                info = self._info_from_headers(key, headers, size=total)
+                if want == total and info.crc64 is not None:
+                    crc = oss2.utils.Crc64()
+                    crc.update(data)
+                    if crc.crc != info.crc64:
+                        raise IntegrityError("%s: CRC64 of the data differs from the server's" % what)
+                return info, data
+            finally:
+                result.resp.response.close()
+
+        return self._call(what, attempt)
 
     def _get_headers(self, if_match: Optional[str]) -> dict:
         headers = dict(_RANGE_STANDARD)

@@ -8,7 +8,7 @@ import pytest
 from ossfs.cache import Cache
 from ossfs.config import Config
 from ossfs.errors import OssfsError, TransientError, to_errno
-from ossfs.fs import RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, Ctx, FileSystem
+from ossfs.fs import FIRST_READ, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, Ctx, FileSystem
 from ossfs.meta import DIR_CONTENT_TYPE, encode_symlink_target
 from ossfs.store_mem import MemoryStore
 from ossfs.transfer import Downloader, Uploader
@@ -228,13 +228,48 @@ def test_open_file_reports_staged_attrs(fs, store, clock):
 
 
 def test_partial_read_fetches_a_window_not_the_object(fs, store):
-    store.put("big", os.urandom(4 << 20), meta={})
+    """A read-only open asks for the object with one GET of its first FIRST_READ
+    bytes (no HEAD); a small read then costs nothing more."""
+    data = os.urandom(4 << 20)
+    store.put("big", data, meta={})
+    heads = store.counts["HeadObject"]
     fh = fs.open("/big", os.O_RDONLY, ME)
-    assert len(fs.read("/big", 100, 0, fh)) == 100
+    assert fs.read("/big", 100, 0, fh) == data[:100]
     sf = fs._handle(fh).sf
-    assert sf.ranges.total() <= 256 * 1024
-    assert store.counts["GetObject"] == 1
+    assert sf.ranges.total() == FIRST_READ
+    assert store.counts["GetObject"] == 1 and store.counts["HeadObject"] == heads
+    assert fs.read("/big", 4096, FIRST_READ - 100, fh) == data[FIRST_READ - 100:FIRST_READ + 3996]
+    assert store.counts["GetObject"] == 2 and sf.ranges.total() <= FIRST_READ + 256 * 1024
     fs.release("/big", fh)
+
+
+def test_read_only_open_of_a_small_file_is_one_get(fs, store):
+    data = os.urandom(5000)
+    store.put("small", data, meta={"mode": "33152"})
+    before = dict(store.counts)
+    fh = fs.open("/small", os.O_RDONLY, ME)
+    assert fs.read("/small", 65536, 0, fh) == data
+    assert fs.getattr("/small", fh)["st_mode"] == 0o100600
+    fs.release("/small", fh)
+    assert {k: v - before.get(k, 0) for k, v in store.counts.items() if v != before.get(k, 0)} == {"GetObject": 1}
+    # Staged now: the next open checks the version with a HEAD and reads nothing.
+    fh = fs.open("/small", os.O_RDONLY, ME)
+    assert fs.read("/small", 65536, 0, fh) == data
+    fs.release("/small", fh)
+    assert store.counts["GetObject"] == before.get("GetObject", 0) + 1
+    assert store.counts["HeadObject"] == before.get("HeadObject", 0) + 1
+
+
+def test_read_only_open_sees_a_change_made_elsewhere(fs, store):
+    store.put("f", b"one", meta={})
+    assert read_file(fs, "/f") == b"one"
+    store.put("f", b"second version", meta={})
+    assert read_file(fs, "/f") == b"second version"
+    store.put("g", b"never staged", meta={})
+    store.put("g", b"changed before the first open", meta={})
+    assert read_file(fs, "/g") == b"changed before the first open"
+    store.delete("f")
+    assert errno_of(fs.open, "/f", os.O_RDONLY, ME) == errno.ENOENT
 
 
 def test_staged_file_reused_when_etag_unchanged(fs, store):

@@ -114,6 +114,37 @@ def test_get_range_bounds(store):
     assert store.get_range("r", 3, 0) == b""
 
 
+def test_get_first_answers_like_head_with_the_first_bytes(store):
+    data = hashlib.sha256(b"y").digest() * 4000  # 128000 bytes
+    store.put("big", data, meta={"mode": "33188", "uid": "7"}, content_type="text/plain")
+    store.put("small", b"tiny", meta={"gid": "9"})
+    store.put("empty", b"", meta={"mode": "33261"})
+    for key, want, n in (("big", data[:1000], 1000), ("small", b"tiny", 1000), ("empty", b"", 1000),
+                         ("big", data, len(data)), ("big", data, len(data) + 1)):
+        info, got = store.get_first(key, n)
+        assert got == want, key
+        head = store.head(key)
+        assert (info.key, info.size, info.etag, info.last_modified, info.content_type, info.meta) == \
+            (head.key, head.size, head.etag, head.last_modified, head.content_type, head.meta), key
+    with pytest.raises(NotFound):
+        store.get_first("no/such/key", 10)
+
+
+def test_get_first_checks_the_crc_of_a_whole_object(oss_server_session, monkeypatch):
+    """A small object that arrives whole is checked against x-oss-hash-crc64ecma."""
+    import oss2
+    from ossfs.errors import IntegrityError
+    store = make_oss_store(oss_server_session, prefix="contract-%s/" % uuid.uuid4().hex[:12], retries=1)
+    store.put("whole", b"checked bytes")
+    assert store.get_first("whole", 1000)[1] == b"checked bytes"
+    crc_class = oss2.utils.Crc64
+    orig = crc_class.update
+    monkeypatch.setattr(crc_class, "update", lambda self, data: orig(self, data + b"!"))
+    with pytest.raises(IntegrityError):
+        store.get_first("whole", 1000)
+    assert store.get_first("whole", 4)[1] == b"chec"  # a part of an object has no CRC to check
+
+
 def test_get_to_file_writes_at_current_position(store):
     data = hashlib.sha256(b"x").digest() * 5000  # 160000 bytes
     store.put("g", data)
