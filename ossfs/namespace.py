@@ -373,8 +373,13 @@ class Namespace:
                 return entry
             if self._known_missing(path):
                 raise FsError(errno.ENOENT)
+        return self._lookup_fresh(path)
+
+    def _lookup_fresh(self, path: str, first: Optional[Callable[[str], Optional[ObjectInfo]]] = None) -> Entry:
+        """The entry at ``path`` as the bucket has it now (see :meth:`_resolve`),
+        remembered in the caches; FsError(ENOENT) when there is none."""
         now = self.clock()
-        entry = self._resolve(path)
+        entry = self._resolve(path, first)
         if entry is None:
             self.forget(path, missing=True)
             raise FsError(errno.ENOENT)
@@ -397,12 +402,7 @@ class Namespace:
             got.append(data)
             return info
 
-        now = self.clock()
-        entry = self._resolve(path, first)
-        if entry is None:
-            self.forget(path, missing=True)
-            raise FsError(errno.ENOENT)
-        self._remember_read([entry], now)
+        entry = self._lookup_fresh(path, first)
         return entry, (got[0] if got and entry.form == FILE else None)
 
     def _head(self, key: str) -> Optional[ObjectInfo]:

@@ -567,7 +567,7 @@ class OssStore:
         def attempt(_attempt):
             try:
                 result = self._bucket.get_object(self._k(key), byte_range=(0, length - 1),
-                                                 headers=dict(_RANGE_STANDARD))
+                                                 headers=self._get_headers(None))
             except oss2.exceptions.ServerError as exc:
                 if exc.status == 416:  # an empty object has no byte 0
                     return self.head(key), b""
