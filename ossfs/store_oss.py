@@ -10,6 +10,10 @@ This is the only module that imports ``oss2``.  It owns:
   ``enable_crc``), on whole-object downloads and on CompleteMultipartUpload; the CRC-64
   is computed by ``fastcrc`` when it is installed (:class:`FastCrc64`, which this
   module installs as ``oss2.utils.Crc64``), else by oss2's crcmod;
+* listing pages: read by :mod:`ossfs.listxml` (a regular expression per entry, 4-5x
+  cheaper than oss2's ElementTree walk), installed as oss2's ``parse_list_objects``
+  and ``parse_list_objects_v2``; a page outside the shape OSS sends goes to oss2's
+  own parser, so the objects oss2 returns are the same either way;
 * the mount prefix (``bucket:/prefix``): added to every key sent, stripped from every
   key returned.
 
@@ -56,6 +60,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import errno as _errno
+import functools
 import hashlib
 import http.client
 import io
@@ -72,7 +77,7 @@ import oss2
 import requests
 import urllib3
 
-from ossfs import crc64, httpconn
+from ossfs import crc64, httpconn, listxml
 from ossfs.errors import (AccessDenied, IntegrityError, NoSuchBucket, NotFound, PreconditionFailed,
                           StoreError, TransientError, Unreachable)
 from ossfs.store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
@@ -118,6 +123,50 @@ _Crc64Oss2 = oss2.utils.Crc64
 if _fastcrc64 is not None and not getattr(oss2.utils.Crc64, "_ossfs", False):
     FastCrc64._ossfs = True
     oss2.utils.Crc64 = FastCrc64  # make_crc_adapter and calc_obj_crc_from_parts look it up here
+
+def _fast_list_parser(full, marker_tag: str, marker_attr: str):
+    """oss2's ``parse_list_objects`` (``full``) for a page :func:`listxml.parse` can
+    read, built from its fields with oss2's own conversions; any other page, and any
+    page whose fields oss2 would refuse (it then raises), goes to ``full``."""
+    unixtime = functools.lru_cache(maxsize=4096)(oss2.utils.iso8601_to_unixtime)  # many entries share a second
+    unquote = oss2.compat.urlunquote
+    SimplifiedObjectInfo, Owner = oss2.models.SimplifiedObjectInfo, oss2.models.Owner
+
+    def parse(result, body):
+        page = listxml.parse(body)
+        if page is None:
+            return full(result, body)
+        fields = page.fields
+        url = fields.get("EncodingType") == "url"
+        truncated = fields.get("IsTruncated")
+        if truncated not in ("true", "false") or (truncated == "true" and marker_tag not in fields):
+            return full(result, body)
+        try:
+            objects = [SimplifiedObjectInfo(unquote(key) if url else key, unixtime(modified), etag.strip('"'),
+                                            type_, int(size), storage_class,
+                                            None if owner_id is None else Owner(owner_name, owner_id), restore)
+                       for key, modified, etag, type_, size, storage_class, owner_id, owner_name, restore
+                       in page.entries]
+        except ValueError:      # a date or size oss2 refuses: let it raise its own error
+            return full(result, body)
+        result.is_truncated = truncated == "true"
+        if result.is_truncated:
+            setattr(result, marker_attr, unquote(fields[marker_tag]) if url else fields[marker_tag])
+        result.object_list.extend(objects)
+        result.prefix_list.extend(unquote(p) if url else p for p in page.prefixes)
+        return result
+
+    parse._ossfs = True
+    parse._full = full        # oss2's own, for the equality tests
+    return parse
+
+
+if not getattr(oss2.xml_utils.parse_list_objects, "_ossfs", False):
+    # oss2.api looks both up in xml_utils at every call
+    oss2.xml_utils.parse_list_objects = _fast_list_parser(
+        oss2.xml_utils.parse_list_objects, "NextMarker", "next_marker")
+    oss2.xml_utils.parse_list_objects_v2 = _fast_list_parser(
+        oss2.xml_utils.parse_list_objects_v2, "NextContinuationToken", "next_continuation_token")
 
 # Our policy is the only retry policy (oss2 only uses this in its iterators, which we
 # do not use; set anyway so that nothing retries behind our back).
