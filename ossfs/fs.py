@@ -750,20 +750,20 @@ class FileSystem:
         if src_dir:
             self._rename_dir(old, new, src_entry)
         else:
-            self._rename_file(old, new)
+            self._rename_file(old, new, src_entry)
         self.ns.forget_tree(old)
         self.ns.forget(old, missing=True)
         self.ns.forget_tree(new)
         self._forget_implicit_parent(old)
 
-    def _rename_file(self, old: str, new: str) -> None:
+    def _rename_file(self, old: str, new: str, entry: Optional[Entry] = None) -> None:
         okey, nkey = key_of(old), key_of(new)
         self.cache.discard_key(nkey)  # the replaced file's staged copies
         sf = self.cache.get_open(okey)
         info = None
         if sf is None or not sf.dirty:
             try:
-                info = self.store.copy(okey, nkey, meta=None)
+                info = self.store.copy(okey, nkey, meta=None, source=_known(entry, okey))
             except NotFound:
                 if sf is None and self.cache.dirty_record(okey) is None:
                     raise FsError(errno.ENOENT)
@@ -781,17 +781,18 @@ class FileSystem:
         oprefix, nprefix = dir_prefix(old), dir_prefix(new)
         okey, nkey = key_of(old), key_of(new)
         objects = self.ns.walk_keys(old)
-        pairs = [(o.key, nprefix + o.key[len(oprefix):]) for o in objects]
+        pairs = [(o.key, nprefix + o.key[len(oprefix):], o) for o in objects]
         if entry is not None and entry.form == LEGACY:
-            pairs.append((okey, nkey))
+            pairs.append((okey, nkey, None))
         elif entry is not None and entry.form == FOLDER:
-            pairs.append((okey + FOLDER_SUFFIX, nkey + FOLDER_SUFFIX))
+            pairs.append((okey + FOLDER_SUFFIX, nkey + FOLDER_SUFFIX, None))
         # Open files below follow the rename; dirty ones first fetch what they miss.
         moving = [sf for sf in self.cache.open_files() if sf.key.startswith(oprefix) and not sf.detached]
         for sf in moving:
             if sf.dirty:
                 sf.forget_base()
-        copied = dict(self._map(lambda p: (p[0], self.store.copy(p[0], p[1], meta=None)), pairs))
+        # the LIST told each object's ETag and size: no HEAD before its copy
+        copied = dict(self._map(lambda p: (p[0], self.store.copy(p[0], p[1], meta=None, source=p[2])), pairs))
         for sf in moving:
             new_key = nprefix + sf.key[len(oprefix):]
             info = copied.get(sf.key)
@@ -799,12 +800,12 @@ class FileSystem:
                 with sf.lock:
                     sf.rec.etag = info.etag
             self.cache.rekey(sf, new_key)
-        for src_key, dst_key in pairs:
+        for src_key, dst_key, _ in pairs:
             self.cache.rekey_closed(src_key, dst_key)
         for rec in self.cache.dirty_entries():
             if rec.key.startswith(oprefix):
                 self.cache.rekey_closed(rec.key, nprefix + rec.key[len(oprefix):])
-        self.store.delete_many([src for src, _ in pairs])
+        self.store.delete_many([src for src, _, _ in pairs])
 
     # --- attributes ---
 
@@ -838,7 +839,8 @@ class FileSystem:
                     form = MARKER
                 else:
                     key, ctype, form = entry.key, entry.content_type, entry.form
-                    info = self.store.copy(key, key, meta=meta, content_type=ctype, if_match=entry.etag)
+                    info = self.store.copy(key, key, meta=meta, content_type=ctype, if_match=entry.etag,
+                                           source=_known(entry, key))
             except (PreconditionFailed, NotFound):
                 if attempt:
                     raise
@@ -906,6 +908,13 @@ class FileSystem:
         if name not in self._xattrs(path, name):
             raise FsError(errno.ENODATA)
         self._update_attr(path, lambda a: replace(a, xattrs={k: v for k, v in a.xattrs.items() if k != name}))
+
+
+def _known(entry: Optional[Entry], key: str) -> Optional[ObjectInfo]:
+    """What the stat cache knows of the object at ``key`` (for ``store.copy(source=)``)."""
+    if entry is None or entry.info is None or entry.info.key != key or not entry.info.etag:
+        return None
+    return entry.info
 
 
 def _groups_of(pid: int) -> set:

@@ -110,10 +110,17 @@ class ObjectStore(Protocol):
         """Single PUT with Content-MD5; returns the new ObjectInfo (etag, size, crc64)."""
 
     def copy(self, src_key: str, dst_key: str, meta: Optional[dict] = None, content_type: str = "",
-             if_match: Optional[str] = None) -> ObjectInfo:
+             if_match: Optional[str] = None, source: Optional[ObjectInfo] = None) -> ObjectInfo:
         """Server-side copy.  ``meta is None`` keeps the source metadata (directive COPY);
         a dict replaces it (directive REPLACE).  Source larger than 1 GiB is copied with
-        UploadPartCopy.  ``if_match`` guards the source ETag."""
+        UploadPartCopy.  ``if_match`` guards the source ETag.
+
+        ``source``: what the caller already knows of the source object (from a LIST or
+        a HEAD: at least its ETag and size), so that the store need not ask.  It only
+        saves requests: a source that changed since is copied as it is now (with
+        ``if_match``, PreconditionFailed as always).  The returned info's ``meta`` is
+        None (unknown) when the headers were kept and neither the store nor ``source``
+        knew them."""
 
     def delete(self, key: str) -> None:
         """Delete; deleting a missing key is not an error."""

@@ -215,7 +215,8 @@ class MemoryStore:
             return self._store(key, data, meta, content_type)
 
     def copy(self, src_key: str, dst_key: str, meta: Optional[dict] = None, content_type: str = "",
-             if_match: Optional[str] = None) -> ObjectInfo:
+             if_match: Optional[str] = None, source: Optional[ObjectInfo] = None) -> ObjectInfo:
+        # ``source`` only saves the OSS store a HEAD; this store looks the source up anyway.
         self._check_key(dst_key)
         with self._lock:
             self._op("CopyObject")

@@ -758,16 +758,36 @@ class OssStore:
                           crc64=result.crc)
 
     def copy(self, src_key: str, dst_key: str, meta: Optional[dict] = None, content_type: str = "",
-             if_match: Optional[str] = None) -> ObjectInfo:
-        src = self.head(src_key)
+             if_match: Optional[str] = None, source: Optional[ObjectInfo] = None) -> ObjectInfo:
+        """See :meth:`ObjectStore.copy`.  Without ``source`` the source is HEADed first
+        (its size chooses CopyObject or UploadPartCopy, its headers are the kept ones).
+        With it, no HEAD: the copy is pinned to ``source.etag``, and only if that fails
+        because the object changed since (no ``if_match`` given) is it HEADed and copied
+        as it is now.  A copy in parts that keeps the headers needs them, so it HEADs
+        unless ``source.meta`` is known."""
+        needs_headers = meta is None and (bool(content_type) or (source is not None and source.size > self.copy_limit))
+        if source is not None and not (needs_headers and source.meta is None):
+            try:
+                return self._copy(src_key, source, dst_key, meta, content_type, if_match or source.etag)
+            except PreconditionFailed:
+                if if_match:
+                    raise
+                log.debug("COPY %r: changed since it was listed; asking for it again", src_key)
+        return self._copy(src_key, self.head(src_key), dst_key, meta, content_type, if_match)
+
+    def _copy(self, src_key: str, src: ObjectInfo, dst_key: str, meta: Optional[dict], content_type: str,
+              if_match: Optional[str]) -> ObjectInfo:
         if if_match and _unquote(if_match) != src.etag:
             raise PreconditionFailed("COPY %r: source changed (ETag %s, expected %s)" % (src_key, src.etag, if_match),
                                      "PreconditionFailed", 412)
         guard = if_match or src.etag
-        new_meta = dict(src.meta or {}) if meta is None else {str(k).lower(): str(v) for k, v in meta.items()}
+        if meta is None:   # kept: as known (None: unknown, the source came from a LIST)
+            new_meta = None if src.meta is None else dict(src.meta)
+        else:
+            new_meta = {str(k).lower(): str(v) for k, v in meta.items()}
         new_type = src.content_type if meta is None and not content_type else content_type
         if src.size > self.copy_limit:
-            return self._multipart_copy(src, dst_key, new_meta, new_type, guard)
+            return self._multipart_copy(src_key, src, dst_key, new_meta or {}, new_type, guard)
         headers = {"x-oss-copy-source-if-match": _quote(guard)}
         headers.update(self.object_headers)
         if meta is not None or content_type:
@@ -799,14 +819,14 @@ class OssStore:
                           crc64=result.crc if result.crc is not None else src.crc64,
                           object_type=src.object_type if etag == src.etag else "Normal")
 
-    def _multipart_copy(self, src: ObjectInfo, dst_key: str, meta: dict, content_type: str,
+    def _multipart_copy(self, src_key: str, src: ObjectInfo, dst_key: str, meta: dict, content_type: str,
                         guard: str) -> ObjectInfo:
         part_size = max(self.copy_part_size, -(-src.size // 10000))
         upload_id = self.initiate_multipart(dst_key, meta, content_type)
         ranges = [(n + 1, off, min(part_size, src.size - off)) for n, off in enumerate(range(0, src.size, part_size))]
         try:
             with ThreadPoolExecutor(max_workers=self.copy_parallel, thread_name_prefix="ossfs-copy") as pool:
-                parts = list(pool.map(lambda r: self.upload_part_copy(dst_key, upload_id, r[0], src.key, r[1], r[2],
+                parts = list(pool.map(lambda r: self.upload_part_copy(dst_key, upload_id, r[0], src_key, r[1], r[2],
                                                                       if_match=guard), ranges))
             info = self.complete_multipart(dst_key, upload_id, parts)
         except BaseException:
@@ -816,7 +836,7 @@ class OssStore:
                 log.warning("could not abort copy upload of %r: %s", dst_key, exc)
             raise
         if src.crc64 is not None and info.crc64 is not None and src.crc64 != info.crc64:
-            raise IntegrityError("COPY %r -> %r: CRC64 of the copy differs from the source" % (src.key, dst_key))
+            raise IntegrityError("COPY %r -> %r: CRC64 of the copy differs from the source" % (src_key, dst_key))
         return info
 
     def delete(self, key: str) -> None:

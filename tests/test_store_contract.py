@@ -211,6 +211,57 @@ def test_copy_keeps_or_replaces_meta(store):
         store.copy("missing", "x")
 
 
+def test_copy_with_a_known_source(store):
+    """``source=`` (what a LIST or HEAD told) gives the same copies; a source that
+    changed since is copied as it is now, unless ``if_match`` pins it."""
+    old = store.put("ks", b"one" * 50, meta={"mode": "33188"}, content_type="text/plain")
+    listed = next(o for o in store.list("", delimiter="/").objects if o.key == "ks")
+    kept = store.copy("ks", "ks-kept", source=listed)
+    assert kept.etag == old.etag and kept.size == 150
+    head = store.head("ks-kept")
+    assert head.meta == {"mode": "33188"} and head.content_type == "text/plain"
+    replaced = store.copy("ks", "ks", meta={"mode": "33261"}, content_type="text/plain", if_match=old.etag,
+                          source=store.head("ks"))
+    assert replaced.meta == {"mode": "33261"} and store.head("ks").meta == {"mode": "33261"}
+
+    new = store.put("ks", b"two" * 70, meta={"mode": "33152"})
+    moved = store.copy("ks", "ks-moved", source=listed)          # listed is stale now
+    assert moved.etag == new.etag and moved.size == 210
+    assert store.get_range("ks-moved", 0, 210) == b"two" * 70 and store.head("ks-moved").meta == {"mode": "33152"}
+    with pytest.raises(PreconditionFailed):
+        store.copy("ks", "ks-pinned", meta={"mode": "1"}, if_match=old.etag, source=listed)
+    store.delete("ks")
+    with pytest.raises(NotFound):
+        store.copy("ks", "ks-gone", source=listed)
+
+
+def test_copy_with_a_known_source_sends_no_head(oss_server_session):
+    """The OSS store skips its HEAD when it is told the source; a copy in parts that
+    keeps the headers still asks for them when the source came from a LIST."""
+    store = make_oss_store(oss_server_session, prefix="copysrc-%s/" % uuid.uuid4().hex[:8],
+                           copy_limit=200 * 1024, copy_part_size=100 * 1024)
+    body = bytes(range(256)) * 1000      # 256,000 bytes: above copy_limit
+    store.put("small", b"s" * 10, meta={"mode": "33188"})
+    store.put("big", body, meta={"mode": "33261"})
+    listing = {o.key: o for o in store.list("", delimiter="/").objects}
+
+    def heads():
+        return oss_server_session.stats()["requests"].get("HeadObject", 0)
+
+    before = heads()
+    store.copy("small", "small-2", source=listing["small"])
+    store.copy("small", "small", meta={"mode": "33152"}, if_match=listing["small"].etag, source=listing["small"])
+    store.copy("big", "big-replaced", meta={"mode": "33279"}, source=listing["big"])
+    assert heads() == before
+    assert store.head("small-2").meta == {"mode": "33188"}
+    assert store.get_range("big-replaced", 0, len(body)) == body
+    before = heads()
+    store.copy("big", "big-kept", source=listing["big"])       # headers unknown: HEAD
+    assert heads() == before + 1
+    assert store.head("big-kept").meta == {"mode": "33261"}
+    assert store.get_range("big-kept", 0, len(body)) == body
+
+
 def test_delete_and_delete_many(store):
     for i in range(12):
         store.put("del/%02d" % i, b"x")

@@ -120,3 +120,36 @@ def test_small_files_cost_one_put_each(mount, oss_server):
     for i in range(SMALL):
         os.unlink(os.path.join(d, "s%03d" % i))
     assert requests(oss_server) == {"DeleteObject": SMALL}
+
+
+def test_renames_and_attribute_changes_ask_nothing_known(mount, oss_server):
+    """chmod, utime and rename of files whose attributes ossfs knows (from its own
+    uploads or from a LIST) copy them server-side without a HEAD of each source."""
+    n = 40
+    d = mount.p("attrs")
+    os.mkdir(d)
+    for i in range(n):
+        with open(os.path.join(d, "a%02d" % i), "wb") as f:
+            f.write(b"a" * i)
+    oss_server.reset_stats()
+    for i in range(n):
+        os.chmod(os.path.join(d, "a%02d" % i), 0o600)
+        os.utime(os.path.join(d, "a%02d" % i), (1600000000, 1600000000 + i))
+    assert requests(oss_server) == {"CopyObject": 2 * n}
+
+    oss_server.reset_stats()
+    os.rename(d, mount.p("attrs2"))
+    counts = requests(oss_server)
+    assert counts.get("CopyObject") == n + 1          # the files and the directory marker
+    assert counts.get("HeadObject", 0) <= 3, counts   # the new name's lookups, not one per file
+    lines = ls_l(mount.p("attrs2"))
+    assert len(lines) == n and all(line.split()[0] == "-rw-------" for line in lines)
+    assert sorted(int(line.split()[5]) for line in lines) == [1600000000 + i for i in range(n)]
+
+    oss_server.reset_stats()
+    os.rename(mount.p("attrs2", "a07"), mount.p("attrs2", "b07"))
+    counts = requests(oss_server)
+    assert counts.get("CopyObject") == 1 and counts.get("DeleteObject") == 1
+    assert counts.get("HeadObject", 0) <= 2, counts   # the new name's lookup (file, then directory)
+    with open(mount.p("attrs2", "b07"), "rb") as f:
+        assert f.read() == b"a" * 7
