@@ -124,6 +124,7 @@ if _fastcrc64 is not None and not getattr(oss2.utils.Crc64, "_ossfs", False):
     FastCrc64._ossfs = True
     oss2.utils.Crc64 = FastCrc64  # make_crc_adapter and calc_obj_crc_from_parts look it up here
 
+
 def _fast_list_parser(full, marker_tag: str, marker_attr: str):
     """oss2's ``parse_list_objects`` (``full``) for a page :func:`listxml.parse` can
     read, built from its fields with oss2's own conversions; any other page, and any
