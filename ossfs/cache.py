@@ -16,10 +16,11 @@ bucket with a GET of its first MiB instead of a HEAD: :meth:`StagedFile.seed`). 
 read first makes its own bytes present, plus a read-ahead window: 128 KiB for a
 reader that jumps around, doubling up to 8 MiB while the reader stays sequential
 (each read starts where the previous one ended).  So ``head -c 100`` of a 1 GiB
-object costs one GET of 1 MiB, and ``cat`` of a small file one GET.  Meanwhile a background filler (a small pool shared by every staged
-file) fetches the missing bytes in order, ``parallel_count`` ranged GETs of
-:data:`DOWNLOAD_CHUNK` at a time, until the file is complete or closed: a
-sequential reader of a cold file reads at the speed of that many parallel streams.
+object costs one GET of 1 MiB, and ``cat`` of a small file one GET.  Meanwhile a
+background filler (a small pool shared by every staged file) fetches the missing
+bytes in order, ``parallel_count`` ranged GETs of :data:`DOWNLOAD_CHUNK` at a time,
+until the file is complete or closed: a sequential reader of a cold file reads at
+the speed of that many parallel streams.
 Every GET is pinned with If-Match to the ETag seen at open: a staged file is never
 stitched from two versions of an object.  A staged file whose ETag and size are
 unchanged at the next open is reused with the ranges it has.

@@ -79,7 +79,6 @@ _MAX_SEC = 2**63 - 1
 _VALID_TYPES = frozenset({stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFIFO,
                           stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK})
 
-_DIGITS = re.compile(r"[0-9]+")
 _OCTAL = re.compile(r"[0-7]+")
 _TIMESPEC = re.compile(r"(-?[0-9]+)\.([0-9]{9})")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
@@ -131,12 +130,18 @@ def format_time(ns: int) -> str:
     return "%d.%09d" % (sec, frac)
 
 
+def _is_decimal(s: str) -> bool:
+    """``s`` is one or more ASCII digits (``str.isdigit`` alone also takes other
+    scripts' digits and superscripts, which ``int`` refuses or reads differently)."""
+    return s.isascii() and s.isdigit()
+
+
 def parse_time(s: Optional[str]) -> Optional[int]:
     """Nanoseconds from header text, or None if it is not a time we can represent."""
     if s is None:
         return None
     s = s.strip()
-    if s.isdigit() and s.isascii():
+    if _is_decimal(s):
         ns = int(s) * NS  # whole seconds, as s3fs and ossfs 1.x write them: the common case
     elif (m := _TIMESPEC.fullmatch(s)):
         sec = int(m.group(1))
@@ -206,7 +211,7 @@ def decode_symlink_target(s: Optional[str]) -> Optional[str]:
     if not s or not s.startswith(_SYMLINK_PREFIX):
         return None
     length, sep, encoded = s[len(_SYMLINK_PREFIX):].partition(":")
-    if not sep or not _DIGITS.fullmatch(length):
+    if not sep or not _is_decimal(length):
         log.debug("ignoring malformed symlink-target header")
         return None
     raw = urllib.parse.unquote_to_bytes(encoded)
@@ -225,7 +230,7 @@ def _decimal_field(meta: Mapping[str, str], name: str, limit: int) -> Optional[i
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit() and value.isascii():
+    if _is_decimal(value):
         number = int(value)
         if number <= limit:
             return number

@@ -61,8 +61,8 @@ Threads: ``_lock`` guards ``_stat``, ``_neg`` and ``_listed`` and is never held 
 a store call or a metadata-cache call (``MetaCache`` has its own lock).  HEADs run on
 a pool of ``multireq_max`` threads, the next LIST page of a listing on a separate pool
 of ``LIST_THREADS`` (so a LIST never queues behind HEADs); neither pool's work submits
-to a pool and waits, so neither can deadlock.  Two threads may resolve the same path at once; both answers are valid and
-the later one wins in the cache.
+to a pool and waits, so neither can deadlock.  Two threads may resolve the same path
+at once; both answers are valid and the later one wins in the cache.
 """
 from __future__ import annotations
 
