@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,3 +49,27 @@ def test_harness_produces_tables_with_request_counts(tmp_path):
         assert str(tmp_path) not in f.read()
     assert not (tmp_path / "work").exists() or not any(
         n.startswith("run-") for n in os.listdir(tmp_path / "work"))
+
+
+def test_pagecache_folios_accounts_for_every_page(tmp_path):
+    """The folio report covers each page it was asked about, once; a file shorter than
+    ``--pages`` is looked at to its end."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(64 * 4096 + 100))
+    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "pagecache_folios.py"),
+                          "--pages", "1000", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    m = re.search(r": (\d+) of (\d+) pages in large folios \((\d+) folios\), (\d+) small pages, "
+                  r"(\d+) not mapped$", out.stdout.strip())
+    assert m, out.stdout
+    in_folios, total, _, small, absent = map(int, m.groups())
+    assert total == 64
+    assert in_folios + small + absent == total
+    assert absent == 0
+
+
+def test_pagecache_folios_reports_a_missing_file(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "pagecache_folios.py"),
+                          str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "No such file" in out.stderr
