@@ -505,10 +505,19 @@ class StagedFile:
             with self.lock:
                 self.rec.etag = info.etag
                 self.rec.base_size = self.rec.fetch_limit = size
-                self.rec.dirty = False
+                # Headers set while the bytes were on the wire (a chmod, a utime) are not
+                # in the object: the file stays dirty, with nothing written since this
+                # version, so that the next upload sends them (copying the data
+                # server-side where it can).  Writes cannot land meanwhile: io_lock.
+                headers_changed = rec.meta != meta or rec.content_type != ctype
+                self.rec.dirty = headers_changed
                 self.rec.checkpoint = None
                 self.unsent = 0
-                self.dirty_ranges = None
+                self.dirty_ranges = RangeSet() if headers_changed else None
+                if rec.key != key:  # renamed meanwhile: the object went to the old name
+                    self.rec.etag = None
+                    self.rec.dirty = True
+                    self.dirty_ranges = None
                 # self.ranges stays: parts copied server-side were never fetched, and
                 # what is local equals the new version where present.
                 self.persist()

@@ -36,8 +36,10 @@ lists the same):
 * **Attributes** (chmod, chown, utimens, xattrs) of a closed or clean file: the
   object is copied onto itself with the new headers (directive REPLACE, ctime =
   now, other user headers kept).  Of a dirty file (open, or closed with its upload
-  still pending): only the staged attributes change, and the upload carries them.  The mountpoint's attributes cannot change
-  (EPERM).  Directories without a marker object (implicit, ``_$folder$``) get a
+  still pending): only the staged attributes change, and the upload carries them;
+  a change that lands while that upload is on the wire makes the flush upload once
+  more (the data copied server-side where it can) before it returns.  The
+  mountpoint's attributes cannot change (EPERM).  Directories without a marker object (implicit, ``_$folder$``) get a
   ``name/`` marker carrying the new headers.
 * **Directories**: ``mkdir`` writes a zero-byte ``name/`` object with Content-Type
   ``application/x-directory`` and the full headers; ``rmdir`` fails with ENOTEMPTY
@@ -121,6 +123,7 @@ MAX_NAME = 255
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
+HEADER_ROUNDS = 3          # uploads a flush makes when attributes change while one is on the wire
 CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
 
@@ -649,10 +652,21 @@ class FileSystem:
             self.release(path, fh)
 
     def _upload(self, sf: StagedFile) -> None:
-        """Upload ``sf`` if dirty; EIO on failure (the data stays dirty in the cache)."""
+        """Upload ``sf`` if dirty; EIO on failure (the data stays dirty in the cache).
+
+        Attributes changed while the bytes were on the wire leave the file dirty
+        (:meth:`StagedFile.upload`); they are sent before this returns, a bounded
+        number of times (a file whose attributes never stop changing is left to the
+        next flush or the background uploader)."""
+        for _ in range(HEADER_ROUNDS):
+            if not self._upload_once(sf):
+                return
+
+    def _upload_once(self, sf: StagedFile) -> bool:
+        """One upload of ``sf`` if dirty; True if one was made."""
         with sf.lock:
             if not sf.rec.dirty or sf.detached or sf.attr is None:
-                return
+                return False
             attr = replace(sf.attr, size=sf.rec.size)
             ctype = sf.rec.content_type or self._content_type(sf.key)
         meta = meta_from_attr(attr)
@@ -677,9 +691,11 @@ class FileSystem:
             log.error("upload of %r failed; the data stays in the cache and is sent again at the next "
                       "flush, by the background uploader or at unmount: %s", sf.key, failure)
             raise FsError(errno.EIO, "upload of %s failed" % sf.key) from failure
-        if info is not None:
-            path = "/" + sf.key
-            self.ns.remember(self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), FILE))
+        if info is None:
+            return False
+        path = "/" + sf.key
+        self.ns.remember(self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), FILE))
+        return True
 
     def flush(self, path: str, fh) -> None:
         self._upload(self._handle(fh).sf)

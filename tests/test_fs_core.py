@@ -976,3 +976,51 @@ def test_recover_keeps_conflicting_local_version_aside(tmp_path, store, clock, c
         assert cache2.dirty_entries() == []
     finally:
         fs.destroy()
+
+
+@pytest.mark.parametrize("change", ["chmod", "utimens", "setxattr"])
+def test_attribute_change_during_an_upload_reaches_the_bucket(make_fs, clock, change):
+    """A chmod/utime/setxattr that lands while the file's upload is on the wire is not
+    lost: the close that was uploading sends the new headers before it returns."""
+    import threading
+
+    class SlowStore(MemoryStore):
+        gate = threading.Event()
+        entered = threading.Event()
+        puts = 0
+
+        def put(self, key, body, **kw):
+            SlowStore.puts += 1
+            if SlowStore.puts == 1:
+                self.entered.set()
+                assert self.gate.wait(10)
+            return super().put(key, body, **kw)
+
+    st = SlowStore(clock=clock)
+    fs = make_fs(st=st, name="slowput")
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"data", 0, fh)
+    closer = threading.Thread(target=lambda: (fs.flush("/f", fh), fs.release("/f", fh)))
+    closer.start()
+    assert SlowStore.entered.wait(10)
+    if change == "chmod":
+        fs.chmod("/f", 0o600)
+    elif change == "utimens":
+        fs.utimens("/f", (1_600_000_000 * 10**9, 1_600_000_000 * 10**9))
+    else:
+        fs.setxattr("/f", "user.k", b"v", 0)
+    SlowStore.gate.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    meta = st.head("f").meta
+    if change == "chmod":
+        assert meta["mode"] == str(stat.S_IFREG | 0o600)
+        assert fs.getattr("/f")["st_mode"] == stat.S_IFREG | 0o600
+    elif change == "utimens":
+        assert meta["mtime"] == "1600000000"
+        assert fs.getattr("/f")["st_mtime"] == 1_600_000_000
+    else:
+        assert "xattr" in meta
+        assert fs.getxattr("/f", "user.k") == b"v"
+    assert st.head("f").size == 4
+    assert fs.status()["dirty"] == []
