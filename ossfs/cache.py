@@ -233,7 +233,12 @@ class StagedFile:
         self.io_lock = threading.Lock()
         self.lock = threading.RLock()
         self.fd: Optional[int] = None       # open while open_count > 0
-        self.detached = False               # unlinked, renamed over or superseded: deleted at last release
+        self.detached = False               # unlinked or renamed over: deleted at last release, never uploaded
+        # Replaced in the open-file registry by a newer version of the object that
+        # another open found in the bucket.  Its handles keep reading the version they
+        # opened; what they write is still uploaded at their flush (the last close
+        # wins, as between two hosts).  Deleted at the last release if clean.
+        self.superseded = False
         self.closing = False
         self.uploading = False
         self.progress = (0, 0)
@@ -281,8 +286,11 @@ class StagedFile:
 
     def persist(self, if_changed: bool = False) -> None:
         """Write the record to the index; with ``if_changed``, only when it differs
-        from what was written last (a clean file closed unchanged costs no write)."""
+        from what was written last (a clean file closed unchanged costs no write).
+        A detached file is not in the index any more (:meth:`Cache._detach`)."""
         with self.lock:
+            if self.detached:
+                return
             self._sync_rec()
             row = dict(vars(self.rec))  # flat: diskcache pickles it at once
             same = {**row, "open_count": 0} == self._saved
@@ -468,7 +476,7 @@ class StagedFile:
         object's info, or None when clean.  On failure the file stays dirty."""
         with self.io_lock:
             with self.lock:
-                if not self.rec.dirty:
+                if not self.rec.dirty or self.detached:
                     return None
                 size = self.rec.size
             for start, end in self._bytes_to_send(size):
@@ -755,7 +763,7 @@ class Cache:
             for file_id, sf in self._live.items():
                 assert sf.rec is self._records.get(file_id) and sf.rec.open_count > 0, file_id
             for key, sf in self._open.items():
-                assert sf.key == key and not sf.detached, key
+                assert sf.key == key and not sf.detached and not sf.superseded, key
 
     def _forget(self, rec: IndexRecord) -> None:
         with self._lock:
@@ -804,12 +812,16 @@ class Cache:
         crash wins over the bucket (it holds the user's latest data).  ``meta`` and
         ``content_type``: the headers of a new file (``info`` None), recorded in the
         same index write as the rest of the record.  ``head_bytes``: the first bytes
-        of version ``info``, already fetched (see :meth:`StagedFile.seed`)."""
+        of version ``info``, already fetched (see :meth:`StagedFile.seed`).
+
+        ``info`` None makes a new empty file when ``key`` has no dirty one: only
+        ``create`` means that.  To reach unsent data, use :meth:`open_dirty`, which
+        never turns a file that was uploaded meanwhile into an empty one."""
         with self._lock:
             sf = self._open.get(key)
             # sf.rec fields are read without sf.lock here (lock order: sf.lock -> _lock).
             if sf is not None and info is not None and not sf.rec.dirty and sf.rec.etag != info.etag:
-                sf.detached = True  # its handles keep reading the old version
+                sf.superseded = True  # its handles keep their version (see StagedFile.superseded)
                 del self._open[key]
                 sf = None
             if sf is None:
@@ -817,10 +829,44 @@ class Cache:
                 sf = StagedFile(self, rec)
                 self._add(rec)
                 self._open[key] = sf
-            self._live[sf.rec.file_id] = sf
-            first = sf.rec.open_count == 0
-            sf.rec.open_count += 1
-            sf.rec.last_use = self.clock()
+            first = self._hold(sf)
+        return self._opened(sf, first, info is None, meta, content_type, head_bytes, info)
+
+    def open_dirty(self, key: str, file_id: Optional[str] = None) -> Optional[StagedFile]:
+        """The staged file holding unsent data of ``key`` (the record ``file_id`` only,
+        when given), with one more open handle; None when there is none (any more):
+        uploaded and clean, dropped, or, with ``file_id``, replaced by another record.
+        Checking and opening are one step under the cache lock, so a file whose upload
+        finished since the caller looked is never reopened as a new, empty file."""
+        with self._lock:
+            sf = self._open.get(key)
+            if sf is not None:
+                if not sf.rec.dirty or (file_id is not None and sf.rec.file_id != file_id):
+                    return None
+            else:
+                rec = next((r for r in (self._records.get(i) for i in self._dirty_ids)
+                            if r is not None and r.key == key and r.file_id not in self._live
+                            and (file_id is None or r.file_id == file_id)), None)
+                if rec is None:
+                    return None
+                sf = StagedFile(self, rec)
+                self._open[key] = sf
+            first = self._hold(sf)
+        return self._opened(sf, first, False, None, None, None, None)
+
+    def _hold(self, sf: StagedFile) -> bool:
+        """One more handle on the registered ``sf``; True for the first.  Caller holds _lock."""
+        self._live[sf.rec.file_id] = sf
+        first = sf.rec.open_count == 0
+        sf.rec.open_count += 1
+        sf.rec.last_use = self.clock()
+        return first
+
+    def _opened(self, sf: StagedFile, first: bool, new_file: bool, meta: Optional[dict],
+                content_type: Optional[str], head_bytes: Optional[bytes],
+                info: Optional[ObjectInfo]) -> StagedFile:
+        """The rest of an open, outside _lock: the fd, the record (``new_file``: the
+        headers of a file being created, and dirty from now on), the first bytes."""
         new = False
         if first:
             # Only the first handle opens the fd; later ones find it open (a release
@@ -831,12 +877,12 @@ class Cache:
                 sf.closing = False
                 sf._open_fd()
         with sf.lock:
-            if info is None:
+            if new_file:
                 if meta is not None:
                     sf.rec.meta = dict(meta)
                 if content_type is not None:
                     sf.rec.content_type = content_type
-            if info is None and not sf.rec.dirty:
+            if new_file and not sf.rec.dirty:
                 sf._mark_dirty_locked()  # persists the record, dirty
             else:
                 sf.persist()
@@ -912,7 +958,7 @@ class Cache:
             self._live.pop(sf.rec.file_id, None)
             if self._open.get(sf.key) is sf:
                 del self._open[sf.key]
-        if sf.detached:
+        if sf.detached or (sf.superseded and not sf.dirty):
             self._forget(sf.rec)
         return 0
 
@@ -922,10 +968,10 @@ class Cache:
             if self._open.get(sf.key) is sf:
                 del self._open[sf.key]
             old = self._open.get(new_key)
-            if old is not None:
-                old.detached = True
             self._set_key(sf.rec, new_key)
             self._open[new_key] = sf
+        if old is not None:
+            self._detach(old)
         sf.persist()
 
     def rekey_closed(self, old_key: str, new_key: str) -> None:
@@ -937,7 +983,9 @@ class Cache:
             if not rec.dirty:
                 self._forget(rec)
                 continue
-            sf = self.open(old_key, None)  # picks the dirty record (dirty wins)
+            sf = self.open_dirty(old_key, rec.file_id)
+            if sf is None:
+                continue  # uploaded (or replaced) since the list was made
             try:
                 sf.forget_base()
                 self.rekey(sf, new_key)
@@ -950,10 +998,20 @@ class Cache:
         with self._lock:
             sf = self._open.pop(key, None)
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
-        if sf is not None:
-            sf.detached = True
+            superseded = [o for o in self._live.values() if o.superseded and o.key == key]
+        for old in superseded + ([sf] if sf is not None else []):
+            self._detach(old)
         for rec in recs:
             self._forget(rec)
+
+    def _detach(self, sf: StagedFile) -> None:
+        """``sf`` (open) lost its name: its handles keep reading and writing it, but it
+        is never uploaded, and its index row goes now, so that neither an unmount with
+        the handles still open nor a crash brings the name back.  Its file is deleted
+        at the last release (or, after a crash, by the start-up scan)."""
+        with sf.lock:
+            sf.detached = True
+        self._index.delete(sf.rec.file_id)
 
     # --- background fill ---
 
@@ -1090,7 +1148,9 @@ class Cache:
         for rec in self.dirty_entries():
             if rec.file_id in self._live:
                 continue
-            sf = self.open(rec.key, None)
+            sf = self.open_dirty(rec.key, rec.file_id)
+            if sf is None:
+                continue  # uploaded (or replaced) since the list was made
             try:
                 sf.upload()
             except (StoreError, OSError, FsError) as exc:

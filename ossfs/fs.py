@@ -246,12 +246,16 @@ class FileSystem:
         earlier run is first checked for a conflict with the bucket.  Returns the key it
         was uploaded to (None when skipped: the user has it open, and their close
         uploads it).  Raises on failure (it stays dirty)."""
-        sf = self.cache.open(key, None)  # the dirty closed record wins
+        sf = self.cache.open_dirty(key, file_id)
+        if sf is None:
+            return None  # uploaded or replaced since it was listed
         try:
             with sf.lock:
-                if sf.rec.file_id != file_id or sf.rec.open_count > 1 or not sf.rec.dirty or sf.detached:
+                if sf.rec.open_count > 1 or not sf.rec.dirty or sf.detached:
                     return None
                 staged_from = sf.rec.etag
+                if sf.attr is None:  # shown with these attributes while it is sent
+                    sf.attr = self._record_attr(sf.rec)
             target = key
             if file_id in self._unchecked:
                 try:
@@ -569,14 +573,12 @@ class FileSystem:
 
     def open(self, path: str, flags: int, ctx: Ctx) -> int:
         key = key_of(path)
-        sf = self.cache.get_open(key)
-        rec = self.cache.dirty_record(key) if sf is None else None
-        if (sf is not None and sf.dirty) or rec is not None:
-            sf = self.cache.open(key, None)  # our own unsent data is the latest version
+        sf = self.cache.open_dirty(key)  # our own unsent data is the latest version
+        if sf is not None:
             entry = None
             with sf.lock:
-                if sf.attr is None and rec is not None:
-                    sf.attr = self._record_attr(rec)
+                if sf.attr is None:
+                    sf.attr = self._record_attr(sf.rec)
         else:
             # Close-to-open: always ask the bucket.  A file opened for reading with
             # nothing staged is asked with a GET of its first bytes (one request for
@@ -724,11 +726,21 @@ class FileSystem:
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
         key = key_of(path)
+        sending = self.cache.get_open(key)
+        if sending is None:
+            self._delete_file(key, entry)
+        else:
+            # An upload of it under way (a close, the background uploader) ends before
+            # the delete, and none starts after it: the file is detached meanwhile.
+            with sending.io_lock:
+                self._delete_file(key, entry)
+        self.ns.forget(path, missing=True)
+        self._forget_implicit_parent(path)
+
+    def _delete_file(self, key: str, entry: Optional[Entry]) -> None:
         if entry is None or entry.info is not None:
             self.store.delete(key)
         self.cache.discard_key(key)
-        self.ns.forget(path, missing=True)
-        self._forget_implicit_parent(path)
 
     def _forget_implicit_parent(self, path: str) -> None:
         """A directory without an object vanishes with its last child: do not let the
@@ -832,16 +844,16 @@ class FileSystem:
         now = self._now_ns()
         key = key_of(path)
         sf = self._open_sf(path)
-        if sf is not None and sf.dirty:
-            self._update_staged(sf, change, now)
+        if sf is not None and self._update_staged(sf, change, now):
             return
-        if sf is None and self.cache.dirty_record(key) is not None:
-            sf = self.cache.open(key, None)  # unsent data of a closed file: its record carries the headers
-            try:
-                self._update_staged(sf, change, now)
-            finally:
-                self.cache.release(sf)
-            return
+        if sf is None:
+            closed = self.cache.open_dirty(key)  # unsent data of a closed file: its record carries the headers
+            if closed is not None:
+                try:
+                    if self._update_staged(closed, change, now):
+                        return
+                finally:
+                    self.cache.release(closed)
         for attempt in (0, 1):
             entry = self.ns.lookup(path, fresh=attempt > 0)
             attr = replace(change(replace(entry.attr, xattrs=dict(entry.attr.xattrs))), ctime_ns=now)
@@ -870,15 +882,21 @@ class FileSystem:
                         sf.rec.etag = info.etag
             return
 
-    def _update_staged(self, sf: StagedFile, change: Callable[[Attr], Attr], now: int) -> None:
-        """New attributes of a file whose data is not in the bucket yet: the upload carries them."""
+    def _update_staged(self, sf: StagedFile, change: Callable[[Attr], Attr], now: int) -> bool:
+        """New attributes of a file whose data is not in the bucket yet: the upload carries
+        them.  False (nothing changed) if the file is clean by now: the caller changes
+        the object instead.  Checked and recorded under the file's lock, the lock in
+        which an upload ends, so a change is either seen by that upload's end (which
+        then leaves the file dirty) or finds the file clean."""
         with sf.lock:
+            if not sf.rec.dirty or sf.detached:
+                return False
             if sf.attr is None:
-                rec = sf.rec
-                sf.attr = self._record_attr(rec)
+                sf.attr = self._record_attr(sf.rec)
             sf.attr = replace(change(sf.attr), ctime_ns=now)
             attr = replace(sf.attr, size=sf.rec.size)
-        sf.set_meta(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
+            sf.set_meta(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
+        return True
 
     def chmod(self, path: str, mode: int, ctx: Optional[Ctx] = None) -> None:
         self._update_attr(path, lambda a: replace(a, mode=stat.S_IFMT(a.mode) | (mode & 0o7777)))

@@ -1024,3 +1024,124 @@ def test_attribute_change_during_an_upload_reaches_the_bucket(make_fs, clock, ch
         assert fs.getxattr("/f", "user.k") == b"v"
     assert st.head("f").size == 4
     assert fs.status()["dirty"] == []
+
+
+class GatedStore(MemoryStore):
+    """PUTs of ``gated`` wait for ``gate`` (so a test can act while one is on the wire)."""
+
+    def __init__(self, clock):
+        super().__init__(clock=clock)
+        import threading
+        self.gate = None
+        self.gated = "f"
+        self.entered = threading.Event()
+
+    def put(self, key, body, **kw):
+        if self.gate is not None and key == self.gated:
+            self.entered.set()
+            assert self.gate.wait(10)
+        return super().put(key, body, **kw)
+
+
+def _leave_dirty(fs, store, path, data):
+    """A closed file whose upload failed: its data only in the cache."""
+    fh = fs.create(path, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, ME)
+    fs.write(path, data, 0, fh)
+    store.fail_next("PutObject", TransientError("down"), times=2)  # flush and release; retries=0
+    assert errno_of(fs.flush, path, fh) == errno.EIO
+    fs.release(path, fh)
+    assert fs.cache.dirty_closed()
+
+
+def test_a_stale_background_round_never_empties_an_uploaded_file(make_fs, store):
+    """The background uploader lists a dirty closed file; the user's own close uploads it
+    first; the uploader reaching its stale entry must not reopen the key as a new,
+    empty, dirty file (which the next upload would send over the user's data)."""
+    fs = make_fs(retries=0)
+    _leave_dirty(fs, store, "/f", b"precious data")
+    (stale,) = fs.cache.dirty_closed()
+    fh = fs.open("/f", os.O_RDWR, ME)
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert store.peek("f") == b"precious data"
+    assert fs.recover(stale.key, stale.file_id) is None
+    assert fs.cache.dirty_entries() == []
+    assert read_file(fs, "/f") == b"precious data"
+    fs.destroy()
+    assert store.peek("f") == b"precious data"
+
+
+def test_writes_through_a_handle_whose_version_was_superseded_are_uploaded(make_fs, store):
+    """Handle A is open; another client replaces the object; another open on this host
+    sees the new version.  A keeps its version, and what A writes and closes is uploaded
+    (the last close wins), not dropped."""
+    fs = make_fs()
+    store.put("f", b"v1 from elsewhere")
+    fha = fs.open("/f", os.O_RDWR, ME)
+    assert fs.read("/f", 100, 0, fha) == b"v1 from elsewhere"
+    store.put("f", b"v2 from another client")
+    assert read_file(fs, "/f") == b"v2 from another client"
+    assert fs.read("/f", 100, 0, fha) == b"v1 from elsewhere"
+    fs.write("/f", b"A's data", 0, fha)
+    fs.flush("/f", fha)
+    fs.release("/f", fha)
+    assert store.peek("f") == b"A's dataelsewhere"
+    assert read_file(fs, "/f") == b"A's dataelsewhere"
+
+
+def test_a_superseded_clean_handle_leaves_nothing_behind(make_fs, store):
+    fs = make_fs()
+    store.put("f", b"v1")
+    fha = fs.open("/f", os.O_RDONLY, ME)
+    assert fs.read("/f", 10, 0, fha) == b"v1"
+    store.put("f", b"v2")
+    assert read_file(fs, "/f") == b"v2"
+    fs.release("/f", fha)
+    assert fs.cache.dirty_entries() == []
+    assert store.peek("f") == b"v2"
+
+
+def test_unlink_while_the_background_uploader_sends_the_file(make_fs, clock):
+    """rm of a file whose earlier close failed, while the background uploader is sending
+    it: the upload ends first, the delete wins, and the name does not come back."""
+    import threading
+
+    st = GatedStore(clock)
+    fs = make_fs(st=st, name="gated", retries=0)
+    _leave_dirty(fs, st, "/f", b"new version, close failed")
+    rec = fs.cache.dirty_closed()[0]
+    st.gate = threading.Event()
+    sender = threading.Thread(target=fs.recover, args=("f", rec.file_id))
+    sender.start()
+    assert st.entered.wait(10)
+    # while it is on the wire the file keeps its name and its attributes
+    assert fs.getattr("/f")["st_size"] == len(b"new version, close failed")
+    assert "f" in [n for n, _ in fs.readdir("/")]
+    remover = threading.Thread(target=fs.unlink, args=("/f",))
+    remover.start()
+    st.gate.set()
+    sender.join(10)
+    remover.join(10)
+    assert not sender.is_alive() and not remover.is_alive()
+    assert "f" not in st.keys()
+    assert errno_of(fs.getattr, "/f") == errno.ENOENT
+    fs.destroy()
+    assert "f" not in st.keys()
+
+
+@pytest.mark.parametrize("stop", ["unmount", "crash"])
+def test_an_unlinked_open_file_stays_deleted_after_the_mount_stops(make_fs, store, stop):
+    """rm of a file a process still holds open and writes: neither an unmount with the
+    handle open nor a crash brings the name back at the next mount."""
+    fs = make_fs()
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", b"scratch data of a deleted temp file", 0, fh)
+    fs.unlink("/f")
+    fs.write("/f", b" and more", 35, fh)
+    if stop == "unmount":
+        fs.destroy()
+    else:
+        fs._bg_stop.set()  # kill -9: nothing runs, nothing is closed
+    fs2 = make_fs(name="c")
+    fs2.destroy()  # waits for its background recovery
+    assert "f" not in store.keys()
