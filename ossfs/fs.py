@@ -123,6 +123,7 @@ MAX_NAME = 255
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
+_GONE = "while this host had it staged (the version it was staged from is gone)"
 HEADER_ROUNDS = 3          # uploads a flush makes when attributes change while one is on the wire
 CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
@@ -263,18 +264,16 @@ class FileSystem:
                 except NotFound:
                     current = None
                 if current is not None and current.etag != staged_from:
-                    target = conflict_key(key, self.clock())
-                    log.warning("%r changed in the bucket since this host staged it (ETag %s, staged from %s); "
-                                "the bucket's version stays, the local one is kept as %r",
-                                key, current.etag, staged_from or "no object", target)
-                    lost = sf.make_standalone()
-                    if lost:
-                        log.warning("%r: %d bytes of the local version were never staged and the bucket no "
-                                    "longer has them; they are zeros in %r", key, lost, target)
-                    self.cache.rekey(sf, target)
-                    self.ns.forget("/" + key)  # what this host remembers of the key is stale
+                    target = self._cut_loose(sf, True, "since this host staged it (ETag %s, staged from %s)"
+                                             % (current.etag, staged_from or "no object"))
                 self._unchecked.discard(file_id)
-            sf.upload()  # resumes its checkpoint
+            try:
+                sf.upload()  # resumes its checkpoint
+            except (PreconditionFailed, NotFound) as exc:
+                if staged_from is None:
+                    raise
+                target = self._cut_loose(sf, isinstance(exc, PreconditionFailed), _GONE)
+                sf.upload()
             log.info("uploaded %r, left unsent in the cache", target)
             self.ns.forget("/" + target)
             return target
@@ -674,10 +673,21 @@ class FileSystem:
         meta = meta_from_attr(attr)
         sf.set_meta(meta, content_type=ctype)
         attempt = 0
+        origin, moved = sf.key, None
         while True:
             try:
                 info = sf.upload()
                 break
+            except (PreconditionFailed, NotFound) as exc:
+                with sf.lock:
+                    based = sf.rec.etag is not None
+                if not based or moved is not None:
+                    failure = exc
+                else:
+                    # Bytes of the version this file was staged from are needed and that
+                    # version is gone: no later attempt could succeed as it is.
+                    moved = self._cut_loose(sf, isinstance(exc, PreconditionFailed), _GONE)
+                    continue
             except TransientError as exc:
                 if attempt >= self.upload_retries:
                     failure = exc
@@ -697,7 +707,31 @@ class FileSystem:
             return False
         path = "/" + sf.key
         self.ns.remember(self.ns.entry_from_info(path, replace(info, meta=meta, content_type=ctype), FILE))
+        if moved is not None:
+            raise FsError(errno.EIO, "%s: the version it was edited from is gone from the bucket; the local "
+                                     "version was uploaded as %s" % (origin, moved))
         return True
+
+    def _cut_loose(self, sf: StagedFile, replaced: bool, why: str) -> str:
+        """Make the local version of ``sf`` stand alone (see durability.md, Conflicts):
+        bytes of the version it was staged from that are still missing and that the
+        bucket no longer has become zeros (with a WARNING).  If another client replaced
+        the object, the local version moves to :func:`conflict_key` and the bucket's
+        version stays; if it deleted it, the local version stays at its key.  Returns
+        the key the local version will be uploaded to."""
+        key = sf.key
+        target = conflict_key(key, self.clock()) if replaced else key
+        if replaced:
+            log.warning("%r changed in the bucket %s; the bucket's version stays, the local one is kept as %r",
+                        key, why, target)
+        lost = sf.make_standalone()
+        if lost:
+            log.warning("%r: %d bytes of the local version were never staged and the bucket no "
+                        "longer has them; they are zeros in %r", key, lost, target)
+        if target != key:
+            self.cache.rekey(sf, target)
+            self.ns.forget("/" + key)  # what this host remembers of the key is stale
+        return target
 
     def flush(self, path: str, fh) -> None:
         self._upload(self._handle(fh).sf)

@@ -1145,3 +1145,51 @@ def test_an_unlinked_open_file_stays_deleted_after_the_mount_stops(make_fs, stor
     fs2 = make_fs(name="c")
     fs2.destroy()  # waits for its background recovery
     assert "f" not in store.keys()
+
+
+@pytest.mark.parametrize("size", [1000, 400 * 1024])
+@pytest.mark.parametrize("other", ["replaced", "deleted"])
+def test_an_edit_of_a_version_that_is_gone_is_kept_once_not_retried_forever(make_fs, store, size, other):
+    """A file edited in place without reading it all, while another client replaces or
+    deletes the object: the bytes never read here exist nowhere any more.  The close
+    says so once (EIO); the local version, zeros where bytes were missing, is uploaded
+    as a conflict copy (replaced: the other version stays at the key) or at the key
+    (deleted); then the file is clean and later closes succeed."""
+    fs = make_fs(retries=0, upload_threshold=200 * 1024)
+    store.put("f", b"o" * size)
+    fh = fs.open("/f", os.O_WRONLY, ME)
+    fs.write("/f", b"EDIT", 0, fh)
+    if other == "replaced":
+        store.put("f", b"other client's version")
+    else:
+        store.delete("f")
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert fs.cache.dirty_entries() == []
+    expected = b"EDIT" + b"\0" * (size - 4)
+    if other == "replaced":
+        assert store.peek("f") == b"other client's version"
+        (copy,) = [k for k in store.keys() if k.startswith("f.ossfs-conflict-")]
+        assert store.peek(copy) == expected
+    else:
+        assert store.keys() == ["f"]
+        assert store.peek("f") == expected
+
+
+def test_the_background_uploader_keeps_an_edit_of_a_version_that_is_gone(make_fs, store):
+    fs = make_fs(retries=0)
+    store.put("f", b"o" * 1000)
+    fh = fs.open("/f", os.O_WRONLY, ME)
+    fs.write("/f", b"EDIT", 0, fh)
+    # the flush and the release fail while fetching the bytes they need, which stay missing
+    store.fail_next("GetObject", TransientError("down"), times=2)
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    fs.release("/f", fh)
+    store.put("f", b"other client's version")
+    (rec,) = fs.cache.dirty_closed()
+    target = fs.recover("f", rec.file_id)
+    assert target.startswith("f.ossfs-conflict-")
+    assert store.peek(target) == b"EDIT" + b"\0" * 996
+    assert store.peek("f") == b"other client's version"
+    assert fs.cache.dirty_entries() == []
