@@ -213,6 +213,19 @@ def default_cache_root(environ=os.environ) -> str:
     return os.path.join(base, "ossfs")
 
 
+def cache_dir_of(config) -> str:
+    """The cache directory of a mount: under ``use_cache=``, else under ``tmpdir=`` when
+    given (``<tmpdir>/ossfs-<uid>``, 1.x's option), else under :func:`default_cache_root`;
+    then :func:`mount_cache_dir`.  An absolute path: the daemon changes to ``/``."""
+    if config.use_cache:
+        root = config.use_cache
+    elif "tmpdir" in (config.explicit or ()):
+        root = os.path.join(config.tmpdir, "ossfs-%d" % os.geteuid())
+    else:
+        root = default_cache_root()
+    return mount_cache_dir(os.path.abspath(root), config.bucket, config.prefix or "")
+
+
 def mount_cache_dir(root: str, bucket: str, prefix: str = "") -> str:
     """Per bucket+prefix directory under ``root``: readable name plus a hash, so two
     prefixes of one bucket never share staged files."""
@@ -657,13 +670,7 @@ class Cache:
     @classmethod
     def from_config(cls, config, store, **kw) -> "Cache":
         """The cache a mount uses, built from the ossfs options."""
-        if config.use_cache:
-            root = config.use_cache
-        elif "tmpdir" in (config.explicit or ()):
-            root = os.path.join(config.tmpdir, "ossfs-%d" % os.geteuid())  # 1.x's tmpdir=, per user
-        else:
-            root = default_cache_root()
-        directory = mount_cache_dir(root, config.bucket, config.prefix)
+        directory = cache_dir_of(config)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         part = max(config.multipart_size * MB, 100 * 1024)
         threshold = (1 << 62) if config.nomultipart else config.multipart_threshold * MB

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -236,10 +237,10 @@ OPTIONS: list = [
     _o("auto_unmount", "flag", False, "Unmount when the ossfs process dies.", fuse=True),
     _o("kernel_cache", "flag", False, "Keep file contents in the page cache across opens.", fuse=True),
     _o("direct_io", "flag", False, "Bypass the page cache.", fuse=True),
-    _o("max_read", "int", 0, "Largest read request from the kernel (bytes; 0: FUSE default).",
-       minimum=0, fuse=True),
-    _o("max_write", "int", 0, "Largest write request from the kernel (bytes; 0: FUSE default).",
-       minimum=0, fuse=True),
+    _o("max_read", "int", 0, "Largest read request from the kernel (bytes, 4096 to 1048576; 0: 1 MiB).",
+       minimum=0, maximum=1 << 20, fuse=True),
+    _o("max_write", "int", 0, "Largest write request from the kernel (bytes, 4096 to 1048576; 0: 1 MiB).",
+       minimum=0, maximum=1 << 20, fuse=True),
     _o("attr_timeout", "float", 1.0, "Seconds the kernel caches attributes.", minimum=0, fuse=True),
     _o("entry_timeout", "float", 1.0, "Seconds the kernel caches names.", minimum=0, fuse=True),
     _o("negative_timeout", "float", 0.0, "Seconds the kernel caches missing names.", minimum=0,
@@ -340,6 +341,8 @@ def _read_config_file(path: str) -> list:
             text = f.read()
     except OSError as exc:
         raise UserError("cannot read config file %s: %s" % (path, exc.strerror or exc)) from None
+    except UnicodeDecodeError as exc:
+        raise UserError("config file %s is not UTF-8 text (byte %d)" % (path, exc.start)) from None
     try:
         items = configargparse.DefaultConfigFileParser().parse(io.StringIO(text))
     except configargparse.ConfigFileParserException as exc:
@@ -409,6 +412,13 @@ def normalize_url(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise UserError("url '%s' has an unsupported scheme '%s': use http:// or https://" % (url, scheme))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise UserError("url '%s' is not a valid URL (%s)" % (url, exc)) from None
+    if not parts.hostname:
+        raise UserError("url '%s' has no host name" % url)
     return url.rstrip("/")
 
 
@@ -596,6 +606,11 @@ def parse_args(argv: list, environ: Mapping[str, str]) -> Config:
         if not cfg.mountpoint:
             raise UserError("missing MOUNTPOINT")
         cfg.mountpoint = os.path.abspath(cfg.mountpoint)
+    # Local paths are taken from the directory ossfs was started in; the daemon
+    # changes to / before it builds its cache and opens its log.
+    for name in ("use_cache", "tmpdir", "logfile", "passwd_file", "mime"):
+        if getattr(cfg, name, None):
+            setattr(cfg, name, os.path.abspath(getattr(cfg, name)))
     if not cfg.bucket:
         raise UserError("missing BUCKET (give it as the first argument or with -o bucket=)")
     check_bucket(cfg.bucket)

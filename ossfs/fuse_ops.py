@@ -92,7 +92,8 @@ class KernelSettings:
     attr_timeout: float = 1.0
     entry_timeout: float = 1.0
     negative_timeout: float = 1.0
-    max_request: int = MAX_REQUEST
+    max_request: int = MAX_REQUEST   # largest write request (max_write)
+    max_read: int = MAX_REQUEST      # largest read request: libfuse needs it in init and as a mount option
 
     @classmethod
     def from_stat_cache_expire(cls, expire: Optional[float], negative_cache: bool = True) -> "KernelSettings":
@@ -202,9 +203,10 @@ class FuseOperations(mfusepy.Operations):
             config.ac_attr_timeout = 0.0
         if conn is not None:
             conn.max_write = min(conn.max_write or self.kernel.max_request, self.kernel.max_request)
-            # libfuse3 refuses to mount unless this equals the max_read mount option.
-            conn.max_read = self.kernel.max_request
-            conn.max_readahead = max(conn.max_readahead, self.kernel.max_request)
+            # libfuse3 refuses to mount unless this equals the max_read mount option
+            # (fuse_options(max_request=kernel.max_read)).
+            conn.max_read = self.kernel.max_read
+            conn.max_readahead = max(conn.max_readahead, self.kernel.max_read)
         self.fs.init()
         self.initialized = True
         log.info("mounted (kernel attribute cache %.1fs, requests up to %d KiB)",

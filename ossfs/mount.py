@@ -239,6 +239,9 @@ def build_store(config, credentials):
     """The OssStore for ``config`` (also used by the maintenance verbs)."""
     from ossfs.store_oss import OssStore
     sigv4 = bool(getattr(config, "sigv4", False)) and not getattr(config, "sigv1", False)
+    if sigv4 and not region_of(config):
+        raise UserError("-o sigv4 needs the bucket's region: give -o endpoint=REGION (e.g. cn-hangzhou) or "
+                        "a url like oss-cn-hangzhou.aliyuncs.com")
     return OssStore(config.url, config.bucket, credentials, prefix=config.prefix or "",
                     retries=config.retries, connect_timeout=config.connect_timeout,
                     readwrite_timeout=config.readwrite_timeout,
@@ -407,9 +410,20 @@ def query_status(mountpoint: str, timeout: float = 10.0) -> dict:
 
 def cache_dir_for(config) -> str:
     """The cache directory of this mount (the cache module decides where it is)."""
-    from ossfs.cache import default_cache_root, mount_cache_dir
-    return mount_cache_dir(os.path.abspath(config.use_cache) if config.use_cache else default_cache_root(),
-                           config.bucket, config.prefix or "")
+    from ossfs.cache import cache_dir_of
+    return cache_dir_of(config)
+
+
+def check_outside_mountpoint(mountpoint: str, paths: dict) -> None:
+    """Refuse local paths of the mount (``{what: path}``: its cache, its log) that lie
+    under its own mountpoint: the daemon would wait on itself."""
+    top = os.path.realpath(mountpoint)
+    for what, path in paths.items():
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real == top or real.startswith(top.rstrip("/") + "/"):
+            raise UserError("%s %s is inside the mountpoint %s; put it on a local disk" % (what, path, mountpoint))
 
 
 def lock_cache_dir(cache_dir: str) -> int:
@@ -417,8 +431,11 @@ def lock_cache_dir(cache_dir: str) -> int:
     is inherited by the daemon): two processes sharing one index and one set of
     dirty files would upload each other's stale data."""
     import fcntl
-    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(cache_dir, "mount.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(cache_dir, "mount.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UserError("cannot use cache directory %s: %s" % (cache_dir, exc.strerror or exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -502,12 +519,17 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
     extra = {k: v for k, v in (config.fuse_options or {}).items()
              if k not in ("attr_timeout", "entry_timeout", "negative_timeout", "ro", "allow_other",
                           "default_permissions")}
-    if "max_write" in extra:
-        kernel = KernelSettings(kernel.attr_timeout, kernel.entry_timeout, kernel.negative_timeout,
-                                max_request=int(extra.pop("max_write")) or kernel.max_request)
+    sizes = {}
+    for name in ("max_read", "max_write"):
+        value = int(extra.pop(name, 0) or 0)
+        if 0 < value < 4096:
+            raise UserError("-o %s=%d: must be 0 (1 MiB) or from 4096 to 1048576" % (name, value))
+        sizes[name] = value or kernel.max_request
+    kernel = KernelSettings(kernel.attr_timeout, kernel.entry_timeout, kernel.negative_timeout,
+                            max_request=sizes["max_write"], max_read=sizes["max_read"])
     extra.setdefault("fsname", "ossfs#%s" % config.bucket)
     options = fuse_options(fsname=extra.pop("fsname"), allow_other=bool(config.allow_other),
-                           read_only=bool(config.ro), extra=extra)
+                           read_only=bool(config.ro), extra=extra, max_request=kernel.max_read)
     operations = FuseOperations(fs, kernel, on_ready=ready)
     log.info("mounting bucket %s%s from %s on %s", config.bucket,
              (":/" + config.prefix) if config.prefix else "", config.url, config.mountpoint)
@@ -521,6 +543,10 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
         raise UserError("cannot mount %s: libfuse failed (%s)" % (config.mountpoint, exc)) from None
     finally:
         control.stop()
+    if not operations.initialized:
+        # libfuse gave up before FUSE init; it said why on stderr, which the daemon
+        # adds to this message (the last line of its start-up log)
+        raise UserError("cannot mount %s: libfuse gave up before the mount started" % config.mountpoint)
     log.info("unmounted %s", config.mountpoint)
     return 0
 
@@ -568,6 +594,8 @@ def mount(config, environ) -> int:
     for warning in config.warnings or ():
         sys.stderr.write("ossfs: warning: %s\n" % warning)
     check_mountpoint(config.mountpoint, bool(config.nonempty))
+    check_outside_mountpoint(config.mountpoint, {"the cache directory": cache_dir_for(config),
+                                                 "the log file": getattr(config, "logfile", "") or None})
     check_logfile(getattr(config, "logfile", "") or None)
     if getattr(config, "check_cache_dir_exist", False) and config.use_cache and not os.path.isdir(config.use_cache):
         raise UserError("cache directory %s does not exist (check_cache_dir_exist)" % config.use_cache)

@@ -119,6 +119,23 @@ def _logfile_in_missing_dir(c):
     return c.argv("logfile=%s" % p), [p]
 
 
+def _inside_mnt(option):
+    def case(c):
+        path = os.path.join(c.mnt, "inside")
+        opts = c.opts("nonempty", "%s=%s" % (option, path))
+        if option == "use_cache":
+            opts = opts.replace("use_cache=%s," % c.cache, "").replace(",use_cache=%s" % c.cache, "")
+        return [c.server.bucket, c.mnt, "-o", opts], ["inside the mountpoint", c.mnt]
+    return case
+
+
+def _config_not_utf8(c):
+    p = str(c.tmp / "bad.conf")
+    with open(p, "wb") as f:
+        f.write(b"[[[\n= =\n\x00\xff\n")
+    return c.argv() + ["--config", p], [p, "utf-8"]
+
+
 CASES = {
     # passwd files
     "passwd_0644": _pw(None, 0o644),
@@ -138,6 +155,9 @@ CASES = {
     "passwd_binary_garbage": _pw("\x00\x01\x02\xff\n"),
     "passwd_is_dev_null": lambda c: (c.argv(passwd="/dev/null"), ["/dev/null", "not a regular file"]),
     "cache_dir_is_a_file": _cache_is_file,
+    "cache_dir_inside_mountpoint": _inside_mnt("use_cache"),
+    "logfile_inside_mountpoint": _inside_mnt("logfile"),
+    "config_file_not_utf8": _config_not_utf8,
     "logfile_in_missing_directory": _logfile_in_missing_dir,
     # options
     "option_unknown": _opt("foo"),
@@ -154,6 +174,9 @@ CASES = {
     "option_ram_role_refused": _opt("ram_role=myrole", "ram_role"),
     "option_flag_with_value": _opt("nonempty=maybe", "nonempty"),
     "option_long_unknown": lambda c: (c.argv() + ["--frobnicate"], ["frobnicate"]),
+    "option_max_read_too_small": _opt("max_read=100", "max_read", "4096"),
+    "option_max_write_too_big": _opt("max_write=2097152", "max_write"),
+    "option_sigv4_without_region": _opt("sigv4", "sigv4", "region"),
     # bucket names and prefixes
     "bucket_uppercase_underscore": _bucket("Bad_Bucket", "Bad_Bucket"),
     "bucket_too_short": _bucket("ab", "ab"),
@@ -171,6 +194,9 @@ CASES = {
     "endpoint_unreachable": _unreachable,
     "endpoint_not_oss": _html,
     "endpoint_bad_scheme": _opt("url=ftp://127.0.0.1:21", "ftp://127.0.0.1:21"),
+    "endpoint_port_out_of_range": lambda c: (c.argv(url="http://127.0.0.1:99999"), ["url", "99999"]),
+    "endpoint_port_not_a_number": lambda c: (c.argv(url="http://127.0.0.1:abc"), ["url", "abc"]),
+    "endpoint_without_host": lambda c: (c.argv(url="http://"), ["url", "host"]),
     "wrong_access_key_id": _wrong_key_id,
     "wrong_secret": _wrong_secret,
     "missing_bucket": _missing_bucket,

@@ -131,3 +131,23 @@ def test_version(run_ossfs):
 def test_status_without_mount(tmp_path, run_ossfs):
     proc = run_ossfs("status", str(tmp_path))
     _one_line_failure(proc, "not mounted")
+
+
+@pytest.mark.parametrize("sizes", [{"max_read": 65536}, {"max_write": 65536}, {"max_read": 65536, "max_write": 131072}])
+def test_smaller_fuse_requests_still_mount_and_move_data(mounter, sizes):
+    """max_read= and max_write= other than 1 MiB: libfuse needs max_read in FUSE init
+    and as a mount option to agree, else it gave up after init (exit 0, nothing
+    mounted).  Data round-trips through requests of the smaller size."""
+    m = mounter(**sizes)
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    path = os.path.join(m.path, "f")
+    with open(path, "wb") as f:
+        f.write(data)
+    with open(path, "rb") as f:
+        assert f.read() == data
+    opts = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split(" ")[4] == os.path.realpath(m.path):
+                opts = dict(o.partition("=")[::2] for o in line.split(" - ")[1].split()[2].split(","))
+    assert opts.get("max_read") == str(sizes.get("max_read", 1 << 20))
