@@ -59,8 +59,8 @@ lists the same):
   zero-byte objects with the type in ``mode``, as s3fs writes them.
 * **max_dirty_data** (MB): a file being written is uploaded once that much was written
   since its last upload (-1: only at flush), bounding what a crash can leave unsent.
-* **Names**: a component longer than 255 bytes or a key longer than 1023 bytes is
-  ENAMETOOLONG.
+* **Names**: a component longer than 255 bytes, or an object key longer than 1023
+  bytes with the mount's prefix (and a directory marker's "/"), is ENAMETOOLONG.
 * **statfs** reports large constant numbers (a bucket has no capacity), as s3fs.
 * **xattrs** live in ``x-oss-meta-xattr``; ``-o noxattr`` makes every xattr call
   ENOTSUP; a missing name is ENODATA; ``XATTR_CREATE`` on an existing name EEXIST,
@@ -308,10 +308,12 @@ class FileSystem:
     def _now_ns(self) -> int:
         return int(self.clock() * NS)
 
-    @staticmethod
-    def _check_name(path: str) -> None:
+    def _check_name(self, path: str, is_dir: bool = False) -> None:
+        """ENAMETOOLONG for a component over MAX_NAME bytes or an object key (with the
+        mount's prefix, and the "/" of a directory's marker) over MAX_KEY bytes."""
         key = key_of(path)
-        if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY - 1:  # room for the "/" of a marker
+        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8")) - (1 if is_dir else 0)
+        if len(key.encode("utf-8", "surrogateescape")) > room:
             raise FsError(errno.ENAMETOOLONG)
         if len(posixpath.basename(path).encode("utf-8", "surrogateescape")) > MAX_NAME:
             raise FsError(errno.ENAMETOOLONG)
@@ -369,8 +371,8 @@ class FileSystem:
         if not stat.S_ISDIR(attr.mode):
             raise FsError(errno.ENOTDIR)
 
-    def _check_new(self, path: str) -> None:
-        self._check_name(path)
+    def _check_new(self, path: str, is_dir: bool = False) -> None:
+        self._check_name(path, is_dir)
         self._check_parent(path)
         if self._exists(path) is not None:
             raise FsError(errno.EEXIST)
@@ -482,7 +484,7 @@ class FileSystem:
     # --- directories ---
 
     def mkdir(self, path: str, mode: int, ctx: Ctx) -> None:
-        self._check_new(path)
+        self._check_new(path, is_dir=True)
         now = self._now_ns()
         attr = Attr(stat.S_IFDIR | (mode & 0o7777), ctx.uid, ctx.gid, 0, now, now, now)
         self._put_entry(path, key_of(path) + "/", b"", attr, DIR_CONTENT_TYPE, MARKER)
@@ -792,7 +794,7 @@ class FileSystem:
         if old == "/" or new == "/":
             raise FsError(errno.EBUSY)
         src, src_entry = self._attr(old)
-        self._check_name(new)
+        self._check_name(new, stat.S_ISDIR(src.mode))
         self._check_parent(new)
         if old == new:
             return

@@ -1193,3 +1193,26 @@ def test_the_background_uploader_keeps_an_edit_of_a_version_that_is_gone(make_fs
     assert store.peek(target) == b"EDIT" + b"\0" * 996
     assert store.peek("f") == b"other client's version"
     assert fs.cache.dirty_entries() == []
+
+
+@pytest.mark.parametrize("prefix", ["", "pfx0123456789/"])
+def test_key_length_limits_count_the_mount_prefix_and_a_directory_marker(make_fs, clock, prefix):
+    """Object keys are at most 1023 bytes in the bucket: a file's key, with the mount's
+    prefix; a directory's marker, with its "/" too.  Longer: ENAMETOOLONG at once (the
+    bucket would refuse the upload: EIO, and a file left dirty forever)."""
+    st = MemoryStore(clock=clock)
+    st.prefix = prefix  # what OssStore adds to every key of a bucket:/prefix mount
+    fs = make_fs(st=st, name="p%d" % len(prefix))
+    parents = ""
+    for i in range(4):
+        parents += "/" + chr(ord("a") + i) * 250
+        fs.mkdir(parents, 0o755, ME)
+    room = 1023 - len(prefix) - len(parents)  # key = parents[1:] + "/" + name
+    write_file(fs, parents + "/" + "f" * room, b"x")
+    assert errno_of(fs.create, parents + "/" + "g" * (room + 1), 0o644, os.O_WRONLY | os.O_CREAT, ME) \
+        == errno.ENAMETOOLONG
+    fs.mkdir(parents + "/" + "h" * (room - 1), 0o755, ME)
+    assert errno_of(fs.mkdir, parents + "/" + "i" * room, 0o755, ME) == errno.ENAMETOOLONG
+    assert errno_of(fs.rename, parents + "/" + "h" * (room - 1), parents + "/" + "j" * room) \
+        == errno.ENAMETOOLONG
+    fs.rename(parents + "/" + "f" * room, parents + "/" + "k" * room)
