@@ -44,6 +44,19 @@ def _nonneg(kind):
     return conv
 
 
+def _port(text: str) -> int:
+    v = int(text)
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError("must be from 0 to 65535")
+    return v
+
+
+def _directory(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="ossfs-server",
@@ -53,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                "%s / %s (for loopback testing only).  The secret can also be given in the "
                "environment variable %s, which keeps it out of ps."
                % (DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, SECRET_ENV))
-    p.add_argument("--data", required=True, metavar="DIR", help="directory holding all buckets and objects")
+    p.add_argument("--data", required=True, type=_directory, metavar="DIR",
+                   help="directory holding all buckets and objects")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_nonneg(int), default=0, help="port (default 0: a free port)")
+    p.add_argument("--port", type=_port, default=0, help="port (default 0: a free port)")
     p.add_argument("--access-key-id", metavar="ID", help="the accepted AccessKeyId")
     p.add_argument("--access-key-secret", metavar="SECRET", help="its AccessKeySecret")
     p.add_argument("--bucket", action="append", default=[], metavar="NAME",

@@ -224,7 +224,8 @@ def test_cli_errors_are_one_line(tmp_path):
     for args in (["--port", "x", "--data", str(tmp_path)], ["--fault-rate", "3", "--data", str(tmp_path)],
                  [], ["--data", str(tmp_path), "--bucket", "Bad_Bucket"],
                  ["--data", str(tmp_path), "--access-key-id", "only-id"],
-                 ["--data", "/proc/nope/data"]):
+                 ["--data", "/proc/nope/data"], ["--data", str(tmp_path), "--port", "70000"],
+                 ["--data", ""], ["--data", "  "]):
         r = run_cli(*args)
         assert r.returncode != 0, args
         lines = r.stderr.strip().splitlines()
