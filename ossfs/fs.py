@@ -124,6 +124,8 @@ MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
 _GONE = "while this host had it staged (the version it was staged from is gone)"
+MAX_PUT_SIZE = 5 << 30     # OSS: PutObject and each part up to 5 GiB
+MAX_PARTS = 10_000
 HEADER_ROUNDS = 3          # uploads a flush makes when attributes change while one is on the wire
 CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
@@ -196,6 +198,8 @@ class FileSystem:
                             metacache=MetaCache(cache.dir) if getattr(cache, "dir", None) else None)
         self.xattr_enabled = bool(_opt(config, "xattr", True))
         self.symlink_in_meta = bool(_opt(config, "symlink_in_meta", False))
+        # The largest object an upload can make: one PutObject, or 10,000 parts of 5 GiB.
+        self.max_file_size = MAX_PUT_SIZE if _opt(config, "nomultipart", False) else MAX_PARTS * MAX_PUT_SIZE
         max_dirty = _opt(config, "max_dirty_data", 5120)
         self.max_dirty_data = max_dirty * 1024 * 1024 if max_dirty >= 0 else -1
         self._mime = mimetypes.MimeTypes()
@@ -617,6 +621,9 @@ class FileSystem:
         if not h.writable:
             raise FsError(errno.EBADF)
         sf = h.sf
+        if offset + len(data) > self.max_file_size or (h.flags & os.O_APPEND
+                                                       and sf.size + len(data) > self.max_file_size):
+            raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
         n = sf.write(offset, data, append=bool(h.flags & os.O_APPEND))
         now = self._now_ns()
         with sf.lock:
@@ -637,6 +644,8 @@ class FileSystem:
     def truncate(self, path: str, length: int, fh=None) -> None:
         if length < 0:
             raise FsError(errno.EINVAL)
+        if length > self.max_file_size:
+            raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
         if fh is not None:
             h = self._handle(fh)
             if not h.writable:

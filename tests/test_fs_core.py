@@ -1216,3 +1216,22 @@ def test_key_length_limits_count_the_mount_prefix_and_a_directory_marker(make_fs
     assert errno_of(fs.rename, parents + "/" + "h" * (room - 1), parents + "/" + "j" * room) \
         == errno.ENAMETOOLONG
     fs.rename(parents + "/" + "f" * room, parents + "/" + "k" * room)
+
+
+def test_files_larger_than_one_put_are_efbig_with_nomultipart(make_fs):
+    """With nomultipart every upload is one PutObject, which OSS limits to 5 GiB: growing
+    a file past that is EFBIG at once, not an upload that fails at close forever."""
+    fs = make_fs(nomultipart=True)
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    assert errno_of(fs.truncate, "/f", (5 << 30) + 1, fh) == errno.EFBIG
+    assert errno_of(fs.write, "/f", b"x", 5 << 30, fh) == errno.EFBIG
+    fs.write("/f", b"x", (5 << 30) - 1, fh)  # the last byte that fits (a sparse staged file)
+    assert fs.getattr("/f", fh)["st_size"] == 5 << 30
+    fs.truncate("/f", 0, fh)
+    fs.release("/f", fh)
+    fs2 = make_fs(name="multi")
+    fh = fs2.create("/g", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs2.truncate("/g", (5 << 30) + 1, fh)  # multipart: fine
+    assert errno_of(fs2.truncate, "/g", 10_000 * (5 << 30) + 1, fh) == errno.EFBIG
+    fs2.truncate("/g", 0, fh)
+    fs2.release("/g", fh)
