@@ -98,7 +98,7 @@ from typing import Callable, Optional
 
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
-from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, meta_from_attr
+from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, meta_from_attr
 from .metacache import MetaCache
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, join, key_of)
@@ -126,6 +126,7 @@ RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed 
 _GONE = "while this host had it staged (the version it was staged from is gone)"
 MAX_PUT_SIZE = 5 << 30     # OSS: PutObject and each part up to 5 GiB
 MAX_PARTS = 10_000
+XATTR_HEADER_MAX = 7 * 1024  # x-oss-meta-xattr: OSS's 8 KB of user metadata, less room for the rest
 HEADER_ROUNDS = 3          # uploads a flush makes when attributes change while one is on the wire
 CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's upload
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
@@ -981,6 +982,9 @@ class FileSystem:
             raise FsError(errno.EEXIST)
         if flags & XATTR_REPLACE and name not in current:
             raise FsError(errno.ENODATA)
+        if len(encode_xattrs({**current, name: bytes(value)}) or "") > XATTR_HEADER_MAX:
+            # OSS keeps at most 8 KB of user metadata per object, the other headers included
+            raise FsError(errno.E2BIG, "the xattrs of %s would not fit in the object's headers" % path)
         self._update_attr(path, lambda a: replace(a, xattrs={**a.xattrs, name: bytes(value)}))
 
     def removexattr(self, path: str, name: str) -> None:

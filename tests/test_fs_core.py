@@ -1235,3 +1235,22 @@ def test_files_larger_than_one_put_are_efbig_with_nomultipart(make_fs):
     assert errno_of(fs2.truncate, "/g", 10_000 * (5 << 30) + 1, fh) == errno.EFBIG
     fs2.truncate("/g", 0, fh)
     fs2.release("/g", fh)
+
+
+def test_xattrs_that_would_not_fit_in_the_headers_are_e2big(fs, store):
+    """OSS keeps 8 KB of user metadata per object; an xattr that would push the xattr
+    header past its share is E2BIG, and nothing already stored is lost."""
+    write_file(fs, "/f", b"data")
+    fs.setxattr("/f", "user.small", b"v" * 1000, 0)
+    assert errno_of(fs.setxattr, "/f", "user.big", b"x" * 8000, 0) == errno.E2BIG
+    for i in range(20):
+        try:
+            fs.setxattr("/f", "user.k%d" % i, b"y" * 500, 0)
+        except OssfsError as exc:
+            assert to_errno(exc) == errno.E2BIG
+            break
+    else:
+        pytest.fail("20 x 500 bytes of xattrs were all accepted")
+    assert fs.getxattr("/f", "user.small") == b"v" * 1000
+    assert "user.big" not in fs.listxattr("/f")
+    assert len(store.head("f").meta["xattr"]) <= 7 * 1024
