@@ -447,9 +447,17 @@ def lock_cache_dir(cache_dir: str) -> int:
 
 def build_filesystem(config, store):
     """Cache and filesystem core over ``store``."""
+    import sqlite3
+
     from ossfs.cache import Cache
     from ossfs.fs import FileSystem
-    return FileSystem(store, config, Cache.from_config(config, store))
+    try:
+        cache = Cache.from_config(config, store)
+    except (OSError, sqlite3.Error) as exc:
+        # e.g. a full disk: the index cannot be created or opened
+        raise UserError("cannot use cache directory %s: %s (is its disk full?)"
+                        % (cache_dir_for(config), getattr(exc, "strerror", None) or exc)) from None
+    return FileSystem(store, config, cache)
 
 
 class _Notifier:

@@ -246,3 +246,20 @@ def test_bad_url_scheme_is_reported_as_a_scheme_error(oss_server, tmp_path, run_
 
 def test_there_are_at_least_forty_cases():
     assert len(CASES) + 1 >= 40
+
+
+def test_cache_on_a_full_disk_is_one_line(oss_server, tmp_path, run_ossfs):
+    """The cache index cannot even be created: say which directory, not 'disk I/O error'."""
+    ctx = Ctx(oss_server, tmp_path)
+    full = str(tmp_path / "full")
+    os.mkdir(full)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", full], check=True)
+    try:
+        argv = [oss_server.bucket, ctx.mnt, "-o", ctx.opts().replace("use_cache=%s" % ctx.cache, "use_cache=" + full)]
+        proc = run_ossfs(*argv, timeout=90)
+        assert_one_line_failure(proc, ["cache directory", full, "full"])
+        assert not is_mounted(ctx.mnt)
+    finally:
+        if is_mounted(ctx.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", ctx.mnt], capture_output=True)
+        subprocess.run(["umount", full], capture_output=True)
