@@ -384,3 +384,13 @@ def test_mount_helper_errors_are_one_line(tmp_path):
     assert (p.returncode, p.stderr) == (1, "mount.fuse.ossfs: unexpected argument '--bogus'\n")
     p = run([HELPER, "b"], check=False, env={"PATH": "/usr/bin:/bin"})
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "usage" in p.stderr
+
+
+def test_mount_helper_unknown_setuid_user_is_its_own_error(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "ossfs").write_text("#!/bin/sh\nexit 99\n")
+    (fake_bin / "ossfs").chmod(0o755)
+    p = run([HELPER, "b", "/mnt/x", "-o", "setuid=no-such-user-xyz,url=u"], check=False,
+            env={"PATH": "%s:/usr/bin:/bin" % fake_bin})
+    assert (p.returncode, p.stderr) == (32, "mount.fuse.ossfs: setuid=no-such-user-xyz: no such user\n")
