@@ -430,7 +430,15 @@ class StagedFile:
 
     def _mark_dirty_locked(self) -> None:
         """Persist dirty=True before the first byte that makes the file differ from
-        its recorded version (see the module invariants)."""
+        its recorded version (see the module invariants); likewise, before the first
+        byte that changes a file with an interrupted upload, make that upload's
+        checkpoint unusable: its parts were cut from the bytes before (the upload's
+        own check, size + mtime + inode, can miss a same-size rewrite within one
+        timestamp tick)."""
+        if self.rec.checkpoint is not None and self.rec.checkpoint.get("fingerprint"):
+            self.rec.checkpoint = dict(self.rec.checkpoint, fingerprint="")
+            if self.rec.dirty:
+                self.persist()
         if not self.rec.dirty:
             self.rec.dirty = True
             if self.dirty_ranges is None and self.rec.etag is not None:
@@ -999,17 +1007,20 @@ class Cache:
             finally:
                 self.release(sf)
 
-    def discard_key(self, key: str) -> None:
-        """The object was deleted: drop closed staged copies; detach an open one so
-        that it is deleted, not uploaded, at its last release."""
+    def discard_key(self, key: str) -> list:
+        """The object is being deleted: drop closed staged copies; detach open ones so
+        that they are deleted, not uploaded, at their last release.  Returns those
+        (an upload of one may still be under way: its ``io_lock`` is held until it ends)."""
         with self._lock:
             sf = self._open.pop(key, None)
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
             superseded = [o for o in self._live.values() if o.superseded and o.key == key]
-        for old in superseded + ([sf] if sf is not None else []):
+        detached = superseded + ([sf] if sf is not None else [])
+        for old in detached:
             self._detach(old)
         for rec in recs:
             self._forget(rec)
+        return detached
 
     def _detach(self, sf: StagedFile) -> None:
         """``sf`` (open) lost its name: its handles keep reading and writing it, but it

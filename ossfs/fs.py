@@ -772,21 +772,16 @@ class FileSystem:
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
         key = key_of(path)
-        sending = self.cache.get_open(key)
-        if sending is None:
-            self._delete_file(key, entry)
-        else:
-            # An upload of it under way (a close, the background uploader) ends before
-            # the delete, and none starts after it: the file is detached meanwhile.
-            with sending.io_lock:
-                self._delete_file(key, entry)
-        self.ns.forget(path, missing=True)
-        self._forget_implicit_parent(path)
-
-    def _delete_file(self, key: str, entry: Optional[Entry]) -> None:
+        # Detach first: no upload of it starts from now on (StagedFile.upload checks).
+        # One already under way (a close, the background uploader) ends before the
+        # delete, which therefore has the last word.
+        for sf in self.cache.discard_key(key):
+            with sf.io_lock:
+                pass
         if entry is None or entry.info is not None:
             self.store.delete(key)
-        self.cache.discard_key(key)
+        self.ns.forget(path, missing=True)
+        self._forget_implicit_parent(path)
 
     def _forget_implicit_parent(self, path: str) -> None:
         """A directory without an object vanishes with its last child: do not let the
@@ -832,7 +827,9 @@ class FileSystem:
 
     def _rename_file(self, old: str, new: str, entry: Optional[Entry] = None) -> None:
         okey, nkey = key_of(old), key_of(new)
-        self.cache.discard_key(nkey)  # the replaced file's staged copies
+        for replaced in self.cache.discard_key(nkey):  # the replaced file's staged copies
+            with replaced.io_lock:  # an upload of it under way ends before the copy lands
+                pass
         sf = self.cache.get_open(okey)
         info = None
         if sf is None or not sf.dirty:

@@ -1254,3 +1254,62 @@ def test_xattrs_that_would_not_fit_in_the_headers_are_e2big(fs, store):
     assert fs.getxattr("/f", "user.small") == b"v" * 1000
     assert "user.big" not in fs.listxattr("/f")
     assert len(store.head("f").meta["xattr"]) <= 7 * 1024
+
+
+def test_rename_over_a_file_the_background_uploader_is_sending(make_fs, clock):
+    """mv g f while the background uploader sends an older f: that upload ends first,
+    and the renamed file is what stays at f."""
+    import threading
+
+    st = GatedStore(clock)
+    fs = make_fs(st=st, name="gated2", retries=0)
+    _leave_dirty(fs, st, "/f", b"old f, close failed")
+    write_file(fs, "/g", b"the new f")
+    rec = fs.cache.dirty_closed()[0]
+    st.gate = threading.Event()
+    sender = threading.Thread(target=fs.recover, args=("f", rec.file_id))
+    sender.start()
+    assert st.entered.wait(10)
+    mover = threading.Thread(target=fs.rename, args=("/g", "/f"))
+    mover.start()
+    st.gate.set()
+    sender.join(10)
+    mover.join(10)
+    assert not sender.is_alive() and not mover.is_alive()
+    assert st.peek("f") == b"the new f"
+    assert "g" not in st.keys()
+    assert read_file(fs, "/f") == b"the new f"
+    fs.destroy()
+    assert st.peek("f") == b"the new f"
+
+
+def test_a_rewrite_never_resumes_an_interrupted_upload_with_stale_parts(make_fs, clock, monkeypatch):
+    """An upload interrupted after some parts leaves a checkpoint.  If the file is then
+    changed, those parts are stale, even when size, mtime and inode look the same (a
+    same-size rewrite within one timestamp tick, simulated here with a constant
+    fingerprint): the next upload must not reuse them."""
+    import ossfs.transfer as transfer
+
+    class PartialStore(MemoryStore):
+        failing = True
+
+        def upload_part(self, key, upload_id, part_number, body):
+            if self.failing and part_number >= 3:
+                raise TransientError("down")
+            return super().upload_part(key, upload_id, part_number, body)
+
+    monkeypatch.setattr(transfer, "file_fingerprint", lambda fd: "same")
+    st = PartialStore(clock=clock)
+    fs = make_fs(st=st, name="partial", upload_threshold=200 * 1024, retries=0)
+    old = b"a" * (400 * 1024)
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", old, 0, fh)
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    (rec,) = fs.cache.dirty_entries()
+    assert rec.checkpoint and rec.checkpoint["parts"]
+    new = b"b" * (400 * 1024)
+    fs.write("/f", new, 0, fh)  # same size, "same" fingerprint
+    st.failing = False
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert st.peek("f") == new
