@@ -37,9 +37,13 @@ Invariants
   its object version where its ranges say so, even after a crash (kill -9), and the
   next mount can list dirty files with :meth:`Cache.dirty_entries`.  The ranges of
   a dirty file are persisted at the clean->dirty transition, at most every second
-  while it is written, and at every flush/upload: after a crash they may
-  under-report what a dirty file holds (recovery of writes not yet acknowledged by
-  close() is best effort; acknowledged data is uploaded already).
+  while it is written, and at every flush/upload.  Between two persists, every write
+  into a file staged from an object also appends its extent to the file's journal
+  (``files/<id>.w``, 16 bytes a write, after the bytes are written, under the
+  record's lock; emptied by each persist): so after a crash (kill -9) recovery knows
+  which bytes the user wrote and never fetches the object's old bytes over them.
+  The journal is not fsynced: after a power loss, writes not acknowledged by close()
+  are best effort; acknowledged data is uploaded already.
 * Dirty files and open files are never evicted.  Clean, closed files are evicted in
   least-recently-used order whenever a write or a fetch would exceed a limit:
   ``cache_size_mb`` (bytes staged), ``ensure_diskfree`` (MB free on the disk) or
@@ -91,6 +95,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import threading
 import time
 import uuid
@@ -234,6 +239,10 @@ def mount_cache_dir(root: str, bucket: str, prefix: str = "") -> str:
     return os.path.join(root, "%s-%s" % (safe, digest))
 
 
+JOURNAL_SUFFIX = ".w"              # files/<id>.w: extents written since the record was saved
+_EXTENT = struct.Struct("<QQ")       # one journal entry: start, end
+
+
 class StagedFile:
     """One object staged on local disk; shared by every handle open on it."""
 
@@ -261,6 +270,7 @@ class StagedFile:
         self._window = READAHEAD_MIN
         self._last_persist = 0.0
         self._saved = None                  # GUARDED_BY(lock): the row persist() wrote last
+        self._jfd: Optional[int] = None     # GUARDED_BY(lock): the journal, open once written
 
     # --- state ---
 
@@ -312,6 +322,24 @@ class StagedFile:
             self._last_persist = time.monotonic()
             self.cache._save(self.rec, row)
             self._saved = {**row, "open_count": 0}
+            if self._jfd is not None:
+                os.ftruncate(self._jfd, 0)  # its extents are in the record now
+
+    # --- the journal of written extents (module invariants) ---
+
+    def _journal_locked(self, start: int, end: int) -> None:
+        """Record that bytes [start, end) were written.  Caller holds ``lock`` and has
+        just added them to the ranges."""
+        if self._jfd is None:
+            self._jfd = os.open(self.path + JOURNAL_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._jfd, _EXTENT.pack(start, end))
+
+    def _close_journal_locked(self, remove: bool = False) -> None:
+        if self._jfd is not None:
+            os.close(self._jfd)
+            self._jfd = None
+        if remove:
+            _unlink(self.path + JOURNAL_SUFFIX)
 
     def _open_fd(self) -> None:
         if self.fd is None:
@@ -469,6 +497,8 @@ class StagedFile:
                         self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
                     if self.dirty_ranges is not None:
                         self.dirty_ranges.add(min(offset, self.rec.size), end)
+                    if self.rec.etag is not None:  # a recovery would fetch the object's bytes here
+                        self._journal_locked(min(offset, self.rec.size), end)
                     self.rec.size = max(self.rec.size, end)
                     self.unsent += n
                     self._maybe_persist()
@@ -550,6 +580,8 @@ class StagedFile:
                 # self.ranges stays: parts copied server-side were never fetched, and
                 # what is local equals the new version where present.
                 self.persist()
+                if not self.rec.dirty:
+                    self._close_journal_locked(remove=True)
             return info
 
     def _bytes_to_send(self, size: int) -> list:
@@ -623,6 +655,8 @@ class StagedFile:
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
+            with self.lock:
+                self._close_journal_locked()
 
 
 class Cache:
@@ -720,6 +754,7 @@ class Cache:
                     if rec.dirty_ranges is not None:
                         rec.dirty_ranges = RangeSet(rec.dirty_ranges + [[rec.size, actual]]).as_list()
                     rec.size = actual
+                self._replay_journal(rec)
             self._add(rec)
             if rec.dirty:
                 self._dirty_ids.add(file_id)
@@ -727,6 +762,30 @@ class Cache:
         for name in os.listdir(self.files_dir):
             if name not in known:  # staged but never indexed (crash before the first save)
                 _unlink(os.path.join(self.files_dir, name))
+
+    def _replay_journal(self, rec: IndexRecord) -> None:
+        """Add the extents a crash left in the journal of dirty ``rec`` to its ranges
+        (written by the user: present, and dirty), save the record, drop the journal."""
+        path = os.path.join(self.files_dir, rec.file_id + JOURNAL_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        extents = [(s, min(e, rec.size)) for s, e in _EXTENT.iter_unpack(data[:len(data) - len(data) % _EXTENT.size])
+                   if s < min(e, rec.size)]
+        if extents and rec.etag is not None:
+            ranges = RangeSet(rec.ranges)
+            dirty = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
+            for s, e in extents:
+                ranges.add(s, e)
+                if dirty is not None:
+                    dirty.add(s, e)
+            rec.ranges = ranges.as_list()
+            rec.dirty_ranges = None if dirty is None else dirty.as_list()
+            log.info("recovered %d written extent(s) of %r from its journal", len(extents), rec.key)
+            self._index.set(rec.file_id, asdict(rec))
+        _unlink(path)
 
     def _save(self, rec: IndexRecord, row: Optional[dict] = None) -> None:
         self._index.set(rec.file_id, asdict(rec) if row is None else row)
@@ -785,6 +844,7 @@ class Cache:
             self._drop(rec.file_id)
         self._index.delete(rec.file_id)
         _unlink(os.path.join(self.files_dir, rec.file_id))
+        _unlink(os.path.join(self.files_dir, rec.file_id + JOURNAL_SUFFIX))
 
     def dirty_entries(self) -> list:
         """Copies of the records of every dirty staged file (open or closed), e.g. left
@@ -967,6 +1027,8 @@ class Cache:
                 sf.fd = None
         if not sf.detached:
             sf.persist(if_changed=True)
+        with sf.lock:
+            sf._close_journal_locked()
         with self._lock:
             if sf.rec.open_count:
                 return sf.rec.open_count

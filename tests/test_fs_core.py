@@ -1313,3 +1313,22 @@ def test_a_rewrite_never_resumes_an_interrupted_upload_with_stale_parts(make_fs,
     fs.flush("/f", fh)
     fs.release("/f", fh)
     assert st.peek("f") == new
+
+
+@pytest.mark.parametrize("size", [1000, 400 * 1024])
+def test_kill9_keeps_writes_made_since_the_record_was_last_saved(make_fs, store, size):
+    """After kill -9, the next mount uploads what was written but not closed: also the
+    writes of the last second, which the saved record does not list yet (the journal
+    does), instead of fetching the object's old bytes over them."""
+    fs = make_fs(upload_threshold=200 * 1024)
+    store.put("f", b"o" * size)
+    fh = fs.open("/f", os.O_WRONLY, ME)
+    fs.write("/f", b"EDIT", 500, fh)
+    fs.write("/f", b"MORE", size - 2, fh)  # also grows the file
+    fs._bg_stop.set()  # kill -9: nothing else runs, nothing is closed
+    fs2 = make_fs(name="c", upload_threshold=200 * 1024)
+    fs2.destroy()  # waits for its background recovery
+    data = store.peek("f")
+    assert data[500:504] == b"EDIT" and data[:500] == b"o" * 500
+    assert data[size - 2:] == b"MORE" and len(data) == size + 2
+    assert not [n for n in os.listdir(fs2.cache.files_dir) if n.endswith(".w")]

@@ -299,6 +299,28 @@ def test_written_not_closed_is_recovered_at_next_mount(oss_server, mounter):
     assert bucket.get_object("unclosed.bin").read() == data
 
 
+def test_edit_of_an_existing_file_killed_at_once_is_recovered(oss_server, mounter):
+    """An edit of an existing object, the daemon killed right after the write returned
+    (before the index could record it): the next mount uploads the edit, not the
+    object's old bytes over it."""
+    bucket = oss_server.oss_bucket()
+    old = pattern("existing", 12 * MiB)
+    bucket.put_object("edited.bin", old)
+    # in parts of 5 MiB: the parts not written are copied from the object server-side
+    m = mounter(multipart_threshold=5, multipart_size=5)
+    f = open(m.p("edited.bin"), "r+b", buffering=0)
+    f.seek(7 * MiB + 7)
+    f.write(b"EDITED IN PLACE")
+    kill9(m)
+    try:
+        f.close()
+    except OSError:
+        pass
+    remount(m)
+    want = old[:7 * MiB + 7] + b"EDITED IN PLACE" + old[7 * MiB + 7 + 15:]
+    assert wait_for(lambda: bucket.get_object("edited.bin").read() == want, 60), m.log()[-3000:]
+
+
 def _status_in_pty(mountpoint: str, timeout: float = 15) -> str:
     master, slave = pty.openpty()
     try:
