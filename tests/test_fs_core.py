@@ -1071,17 +1071,24 @@ def test_a_stale_background_round_never_empties_an_uploaded_file(make_fs, store)
     assert store.peek("f") == b"precious data"
 
 
+def _superseded_handle(fs, store, flags, v1, v2):
+    """A handle on version ``v1`` of /f, after another client stored ``v2`` and another
+    open on this host read it."""
+    store.put("f", v1)
+    fh = fs.open("/f", flags, ME)
+    assert fs.read("/f", 100, 0, fh) == v1
+    store.put("f", v2)
+    assert read_file(fs, "/f") == v2
+    assert fs.read("/f", 100, 0, fh) == v1
+    return fh
+
+
 def test_writes_through_a_handle_whose_version_was_superseded_are_uploaded(make_fs, store):
     """Handle A is open; another client replaces the object; another open on this host
     sees the new version.  A keeps its version, and what A writes and closes is uploaded
     (the last close wins), not dropped."""
     fs = make_fs()
-    store.put("f", b"v1 from elsewhere")
-    fha = fs.open("/f", os.O_RDWR, ME)
-    assert fs.read("/f", 100, 0, fha) == b"v1 from elsewhere"
-    store.put("f", b"v2 from another client")
-    assert read_file(fs, "/f") == b"v2 from another client"
-    assert fs.read("/f", 100, 0, fha) == b"v1 from elsewhere"
+    fha = _superseded_handle(fs, store, os.O_RDWR, b"v1 from elsewhere", b"v2 from another client")
     fs.write("/f", b"A's data", 0, fha)
     fs.flush("/f", fha)
     fs.release("/f", fha)
@@ -1091,11 +1098,7 @@ def test_writes_through_a_handle_whose_version_was_superseded_are_uploaded(make_
 
 def test_a_superseded_clean_handle_leaves_nothing_behind(make_fs, store):
     fs = make_fs()
-    store.put("f", b"v1")
-    fha = fs.open("/f", os.O_RDONLY, ME)
-    assert fs.read("/f", 10, 0, fha) == b"v1"
-    store.put("f", b"v2")
-    assert read_file(fs, "/f") == b"v2"
+    fha = _superseded_handle(fs, store, os.O_RDONLY, b"v1", b"v2")
     fs.release("/f", fha)
     assert fs.cache.dirty_entries() == []
     assert store.peek("f") == b"v2"
