@@ -882,14 +882,17 @@ class Cache:
                            content_type=info.content_type if info else "")
 
     def open(self, key: str, info: Optional[ObjectInfo], *, meta: Optional[dict] = None,
-             content_type: Optional[str] = None, head_bytes: Optional[bytes] = None) -> StagedFile:
+             content_type: Optional[str] = None, head_bytes: Optional[bytes] = None,
+             fill: bool = True) -> StagedFile:
         """A staged file for ``key`` whose object is ``info`` (None: a new, empty,
         dirty file), with one more open handle.  A file already open and dirty, or at
         the same ETag, is shared; a dirty closed file left by an earlier failure or
         crash wins over the bucket (it holds the user's latest data).  ``meta`` and
         ``content_type``: the headers of a new file (``info`` None), recorded in the
         same index write as the rest of the record.  ``head_bytes``: the first bytes
-        of version ``info``, already fetched (see :meth:`StagedFile.seed`).
+        of version ``info``, already fetched (see :meth:`StagedFile.seed`).  ``fill``:
+        start the background filler if this open stages the file (False for a writer
+        of a large object, whose upload copies the parts it leaves alone server-side).
 
         ``info`` None makes a new empty file when ``key`` has no dirty one: only
         ``create`` means that.  To reach unsent data, use :meth:`open_dirty`, which
@@ -907,7 +910,7 @@ class Cache:
                 self._add(rec)
                 self._open[key] = sf
             first = self._hold(sf)
-        return self._opened(sf, first, info is None, meta, content_type, head_bytes, info)
+        return self._opened(sf, first, info is None, meta, content_type, head_bytes, info, fill)
 
     def open_dirty(self, key: str, file_id: Optional[str] = None) -> Optional[StagedFile]:
         """The staged file holding unsent data of ``key`` (the record ``file_id`` only,
@@ -941,7 +944,7 @@ class Cache:
 
     def _opened(self, sf: StagedFile, first: bool, new_file: bool, meta: Optional[dict],
                 content_type: Optional[str], head_bytes: Optional[bytes],
-                info: Optional[ObjectInfo]) -> StagedFile:
+                info: Optional[ObjectInfo], fill: bool = True) -> StagedFile:
         """The rest of an open, outside _lock: the fd, the record (``new_file``: the
         headers of a file being created, and dirty from now on), the first bytes."""
         new = False
@@ -965,7 +968,7 @@ class Cache:
                 sf.persist()
         if head_bytes and info is not None:
             sf.seed(info.etag, head_bytes)
-        if new and self.background_fill and not sf.complete():
+        if new and fill and self.background_fill and not sf.complete():
             self._start_fill(sf)
         return sf
 

@@ -596,7 +596,12 @@ class FileSystem:
                 entry = self.ns.lookup(path, fresh=True)
             if entry.is_dir:
                 raise FsError(errno.EISDIR)
-            sf = self.cache.open(key, entry.info, head_bytes=first)
+            # A writer of a large object (appending to a log) needs none of its bytes
+            # staged: the upload copies untouched parts server-side.  Readers and
+            # writers of smaller files get the whole file fetched in the background.
+            writer_only = (flags & os.O_ACCMODE == os.O_WRONLY and entry.info is not None
+                           and entry.info.size >= self.cache.uploader.multipart_threshold)
+            sf = self.cache.open(key, entry.info, head_bytes=first, fill=not writer_only)
         try:
             with sf.lock:
                 if sf.attr is None:

@@ -40,10 +40,10 @@ def store(clock):
 def make_fs(tmp_path, store, clock):
     made = []
 
-    def make(st=None, name="c", upload_threshold=25 << 20, **opts):
+    def make(st=None, name="c", upload_threshold=25 << 20, fill=False, **opts):
         st = st or store
         cfg = Config(bucket="b", uid=opts.pop("uid", None), gid=opts.pop("gid", None), **opts)
-        cache = Cache(str(tmp_path / name), st, background_fill=False, clock=clock,
+        cache = Cache(str(tmp_path / name), st, background_fill=fill, clock=clock,
                       uploader=Uploader(st, multipart_threshold=upload_threshold, part_size=100 * 1024, parallel=2),
                       downloader=Downloader(st, parallel=2, chunk_size=1 << 20))
         fs = FileSystem(st, cfg, cache, clock=clock)
@@ -1335,3 +1335,41 @@ def test_kill9_keeps_writes_made_since_the_record_was_last_saved(make_fs, store,
     assert data[500:504] == b"EDIT" and data[:500] == b"o" * 500
     assert data[size - 2:] == b"MORE" and len(data) == size + 2
     assert not [n for n in os.listdir(fs2.cache.files_dir) if n.endswith(".w")]
+
+
+def test_a_write_does_not_wait_for_the_whole_background_fill(make_fs, clock):
+    """The background filler stages a file in steps; a write to the file waits for the
+    step under way, not for the rest of the file."""
+    import threading
+
+    class SlowStore(MemoryStore):
+        def get_to_file(self, *a, **kw):  # the Downloader's ranged GETs
+            threading.Event().wait(0.05)
+            return super().get_to_file(*a, **kw)
+
+    st = SlowStore(clock=clock)
+    st.put("f", os.urandom(24 << 20))
+    fs = make_fs(st=st, name="slowfill", fill=True)
+    fh = fs.open("/f", os.O_RDWR, ME)
+    fs.write("/f", b"X", 0, fh)
+    sf = fs.cache.get_open("f")
+    assert not sf.complete(), "the write waited for the whole fill"
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert st.peek("f")[:1] == b"X" and len(st.peek("f")) == 24 << 20
+
+
+def test_appending_to_a_large_object_fetches_none_of_it(make_fs, store):
+    """O_WRONLY|O_APPEND on an object above the multipart threshold: no background fill;
+    the upload copies the untouched parts server-side and fetches only the last,
+    partly written one."""
+    old = os.urandom(2 << 20)
+    store.put("log", old)
+    fs = make_fs(upload_threshold=200 * 1024, fill=True)
+    before = store.counts["GetObject"]
+    fh = fs.open("/log", os.O_WRONLY | os.O_APPEND, ME)
+    fs.write("/log", b"one more line\n", 0, fh)
+    fs.flush("/log", fh)
+    fs.release("/log", fh)
+    assert store.peek("log") == old + b"one more line\n"
+    assert store.counts["GetObject"] - before <= 1
