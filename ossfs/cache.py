@@ -1074,20 +1074,24 @@ class Cache:
             finally:
                 self.release(sf)
 
-    def discard_key(self, key: str) -> list:
-        """The object is being deleted: drop closed staged copies; detach open ones so
-        that they are deleted, not uploaded, at their last release.  Returns those
-        (an upload of one may still be under way: its ``io_lock`` is held until it ends)."""
+    def discard_key(self, key: str) -> None:
+        """The object is being deleted (or renamed over): drop closed staged copies;
+        detach open ones so that they are deleted, not uploaded, at their last release,
+        and wait for an upload of one that is under way (a close, the background
+        uploader), so that the caller's delete or copy has the last word.  The caller
+        holds no staged file's ``io_lock``."""
         with self._lock:
             sf = self._open.pop(key, None)
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
             superseded = [o for o in self._live.values() if o.superseded and o.key == key]
         detached = superseded + ([sf] if sf is not None else [])
         for old in detached:
-            self._detach(old)
+            self._detach(old)  # from now on StagedFile.upload does nothing for it
         for rec in recs:
             self._forget(rec)
-        return detached
+        for old in detached:
+            with old.io_lock:  # held by an upload until it ends
+                pass
 
     def _detach(self, sf: StagedFile) -> None:
         """``sf`` (open) lost its name: its handles keep reading and writing it, but it

@@ -777,12 +777,7 @@ class FileSystem:
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
         key = key_of(path)
-        # Detach first: no upload of it starts from now on (StagedFile.upload checks).
-        # One already under way (a close, the background uploader) ends before the
-        # delete, which therefore has the last word.
-        for sf in self.cache.discard_key(key):
-            with sf.io_lock:
-                pass
+        self.cache.discard_key(key)  # first: an upload of it cannot land after the delete
         if entry is None or entry.info is not None:
             self.store.delete(key)
         self.ns.forget(path, missing=True)
@@ -832,9 +827,7 @@ class FileSystem:
 
     def _rename_file(self, old: str, new: str, entry: Optional[Entry] = None) -> None:
         okey, nkey = key_of(old), key_of(new)
-        for replaced in self.cache.discard_key(nkey):  # the replaced file's staged copies
-            with replaced.io_lock:  # an upload of it under way ends before the copy lands
-                pass
+        self.cache.discard_key(nkey)  # the replaced file's staged copies; first, as for unlink
         sf = self.cache.get_open(okey)
         info = None
         if sf is None or not sf.dirty:
