@@ -239,6 +239,19 @@ def mount_cache_dir(root: str, bucket: str, prefix: str = "") -> str:
     return os.path.join(root, "%s-%s" % (safe, digest))
 
 
+def _add_written(rec: IndexRecord, extents) -> None:
+    """Mark ``[(start, end), ...]`` of record ``rec`` as written by the user: present,
+    and dirty (when the record tracks dirty ranges)."""
+    ranges = RangeSet(rec.ranges)
+    dirty = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
+    for start, end in extents:
+        ranges.add(start, end)
+        if dirty is not None:
+            dirty.add(start, end)
+    rec.ranges = ranges.as_list()
+    rec.dirty_ranges = None if dirty is None else dirty.as_list()
+
+
 JOURNAL_SUFFIX = ".w"              # files/<id>.w: extents written since the record was saved
 _EXTENT = struct.Struct("<QQ")       # one journal entry: start, end
 
@@ -752,9 +765,7 @@ class Cache:
                 # written (or zero-extended) by the user.
                 actual = os.stat(os.path.join(self.files_dir, rec.file_id)).st_size
                 if actual > rec.size:
-                    rec.ranges = RangeSet(rec.ranges + [[rec.size, actual]]).as_list()
-                    if rec.dirty_ranges is not None:
-                        rec.dirty_ranges = RangeSet(rec.dirty_ranges + [[rec.size, actual]]).as_list()
+                    _add_written(rec, [(rec.size, actual)])
                     rec.size = actual
                 self._replay_journal(rec)
             self._add(rec)
@@ -777,14 +788,7 @@ class Cache:
         extents = [(s, min(e, rec.size)) for s, e in _EXTENT.iter_unpack(data[:len(data) - len(data) % _EXTENT.size])
                    if s < min(e, rec.size)]
         if extents and rec.etag is not None:
-            ranges = RangeSet(rec.ranges)
-            dirty = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
-            for s, e in extents:
-                ranges.add(s, e)
-                if dirty is not None:
-                    dirty.add(s, e)
-            rec.ranges = ranges.as_list()
-            rec.dirty_ranges = None if dirty is None else dirty.as_list()
+            _add_written(rec, extents)
             log.info("recovered %d written extent(s) of %r from its journal", len(extents), rec.key)
             self._index.set(rec.file_id, asdict(rec))
         _unlink(path)
@@ -858,10 +862,14 @@ class Cache:
     def dirty_record(self, key: str) -> Optional[IndexRecord]:
         """The dirty record of ``key`` that is not open (unsent data of a closed file)."""
         with self._lock:
-            for file_id in self._dirty_ids:
-                rec = self._records.get(file_id)
-                if rec is not None and rec.key == key and file_id not in self._live:
-                    return rec
+            return self._closed_dirty_locked(key)
+
+    def _closed_dirty_locked(self, key: str, file_id: Optional[str] = None) -> Optional[IndexRecord]:
+        """The dirty record of ``key`` not open (only ``file_id``, when given).  Caller holds _lock."""
+        for i in self._dirty_ids:
+            rec = self._records.get(i)
+            if rec is not None and rec.key == key and i not in self._live and file_id in (None, i):
+                return rec
         return None
 
     def dirty_closed(self) -> list:
@@ -924,9 +932,7 @@ class Cache:
                 if not sf.rec.dirty or (file_id is not None and sf.rec.file_id != file_id):
                     return None
             else:
-                rec = next((r for r in (self._records.get(i) for i in self._dirty_ids)
-                            if r is not None and r.key == key and r.file_id not in self._live
-                            and (file_id is None or r.file_id == file_id)), None)
+                rec = self._closed_dirty_locked(key, file_id)
                 if rec is None:
                     return None
                 sf = StagedFile(self, rec)
