@@ -627,9 +627,7 @@ class FileSystem:
         if not h.writable:
             raise FsError(errno.EBADF)
         sf = h.sf
-        if offset + len(data) > self.max_file_size or (h.flags & os.O_APPEND
-                                                       and sf.size + len(data) > self.max_file_size):
-            raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
+        self._check_size(max(offset, sf.size if h.flags & os.O_APPEND else 0) + len(data))
         n = sf.write(offset, data, append=bool(h.flags & os.O_APPEND))
         now = self._now_ns()
         with sf.lock:
@@ -650,8 +648,7 @@ class FileSystem:
     def truncate(self, path: str, length: int, fh=None) -> None:
         if length < 0:
             raise FsError(errno.EINVAL)
-        if length > self.max_file_size:
-            raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
+        self._check_size(length)
         if fh is not None:
             h = self._handle(fh)
             if not h.writable:
@@ -668,6 +665,11 @@ class FileSystem:
             self.flush(path, fh)
         finally:
             self.release(path, fh)
+
+    def _check_size(self, size: int) -> None:
+        """EFBIG for a file size no upload could store (see ``max_file_size``)."""
+        if size > self.max_file_size:
+            raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
 
     def _upload(self, sf: StagedFile) -> None:
         """Upload ``sf`` if dirty; EIO on failure (the data stays dirty in the cache).
