@@ -611,6 +611,10 @@ def parse_args(argv: list, environ: Mapping[str, str]) -> Config:
     for name in ("use_cache", "tmpdir", "logfile", "passwd_file", "mime"):
         if getattr(cfg, name, None):
             setattr(cfg, name, os.path.abspath(getattr(cfg, name)))
+    for name in ("max_read", "max_write"):  # 0 means the 1 MiB default; the kernel needs a page
+        if 0 < (values.get(name) or 0) < 4096:
+            raise UserError("option '%s': must be 0 (1 MiB) or from 4096 to 1048576, got '%d'"
+                            % (name, values[name]))
     if not cfg.bucket:
         raise UserError("missing BUCKET (give it as the first argument or with -o bucket=)")
     check_bucket(cfg.bucket)

@@ -527,12 +527,9 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
     extra = {k: v for k, v in (config.fuse_options or {}).items()
              if k not in ("attr_timeout", "entry_timeout", "negative_timeout", "ro", "allow_other",
                           "default_permissions")}
-    sizes = {}
-    for name in ("max_read", "max_write"):
-        value = int(extra.pop(name, 0) or 0)
-        if 0 < value < 4096:
-            raise UserError("-o %s=%d: must be 0 (1 MiB) or from 4096 to 1048576" % (name, value))
-        sizes[name] = value or kernel.max_request
+    # max_read/max_write (checked by the parser: 0 or 4096 to 1 MiB) go to FUSE init,
+    # and max_read also to the mount options, which libfuse needs to agree
+    sizes = {name: int(extra.pop(name, 0) or 0) or kernel.max_request for name in ("max_read", "max_write")}
     kernel = KernelSettings(kernel.attr_timeout, kernel.entry_timeout, kernel.negative_timeout,
                             max_request=sizes["max_write"], max_read=sizes["max_read"])
     extra.setdefault("fsname", "ossfs#%s" % config.bucket)
