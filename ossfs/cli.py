@@ -8,7 +8,11 @@ way failures reach the user:
   its ``exit_code``;
 * any other exception also prints one line (``ossfs: unexpected error: ...``) and
   exits 1; its traceback is printed only with ``-d``, because it is a bug report,
-  not a message for the user.
+  not a message for the user;
+* standard output that cannot be written (``ossfs --version > /dev/full``) prints
+  ``ossfs: cannot write to standard output: <reason>`` and exits 1; a reader that went
+  away (``ossfs --help | head -1``) ends ossfs quietly with 141, as SIGPIPE ends a C
+  program (the shell's 128 + 13).  Either way nothing more is written to stdout.
 
 Actions: ``mount`` (default, :func:`ossfs.mount.mount`), ``help``, ``version``
 (ossfs, oss2, mfusepy and libfuse versions), ``mpu_list``/``mpu_abort``
@@ -29,6 +33,49 @@ from ossfs import __version__
 from ossfs.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+class OutputError(Exception):
+    """Standard output could not be written; ``errno`` and ``strerror`` are the OSError's."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause.strerror or str(cause))
+        self.errno = cause.errno
+        self.broken_pipe = isinstance(cause, BrokenPipeError)
+
+
+class _Output:
+    """A text stream whose write/flush failures become :class:`OutputError`, so that
+    they are not mistaken for the failures of the action that was writing."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
+def _abandon_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush at exit cannot fail
+    again (and print a traceback of its own) on output that was already refused."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _versions() -> str:
@@ -175,8 +222,15 @@ def _debug_requested(argv: list) -> bool:
 def main(argv: Optional[list] = None) -> None:
     """Console entry point ``ossfs``."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    out = _Output(sys.stdout)
     try:
-        code = run(argv, os.environ)
+        code = run(argv, os.environ, out)
+        out.flush()
+    except OutputError as exc:
+        _abandon_stdout()
+        if not exc.broken_pipe:
+            sys.stderr.write("ossfs: cannot write to standard output: %s\n" % exc)
+        code = 141 if exc.broken_pipe else 1
     except UserError as exc:
         sys.stderr.write("ossfs: %s\n" % str(exc).replace("\n", " "))
         code = exc.exit_code
@@ -189,7 +243,10 @@ def main(argv: Optional[list] = None) -> None:
         first = str(exc).splitlines()[0] if str(exc) else ""
         sys.stderr.write("ossfs: unexpected error: %s%s\n" % (type(exc).__name__, (": " + first) if first else ""))
         code = 1
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _abandon_stdout()
     sys.exit(code)
 
 

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from mount.conftest import is_mounted
+from mount.conftest import is_mounted, ossfs_cmd, ossfs_env
 
 
 class Ctx:
@@ -263,3 +263,26 @@ def test_cache_on_a_full_disk_is_one_line(oss_server, tmp_path, run_ossfs):
         if is_mounted(ctx.mnt):
             subprocess.run(["fusermount3", "-u", "-z", ctx.mnt], capture_output=True)
         subprocess.run(["umount", full], capture_output=True)
+
+
+def test_unwritable_stdout_is_one_line(oss_server):
+    """``ossfs --version > /dev/full``: say that stdout failed, not 'unexpected error'."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(ossfs_cmd("--version"), env=ossfs_env(), stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    proc.stdout = ""          # it went to /dev/full
+    line = assert_one_line_failure(proc, ["standard output", "no space left"])
+    assert "unexpected" not in line
+
+
+def test_reader_gone_ends_quietly(oss_server):
+    """``ossfs --version | (exit)``: the reader went away; no message, exit as SIGPIPE would."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run(ossfs_cmd("--version"), env=ossfs_env(), stdout=w, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
