@@ -429,7 +429,8 @@ class StagedFile:
                         written += os.pwrite(self.fd, data[written:end], written)
                     with self.lock:
                         self.ranges.add(0, end)
-                        self._maybe_persist()  # release records the ranges; a lost row costs a GET
+                        # not saved here: the last release records the ranges (a crash
+                        # before it costs this GET again, nothing else)
             except FsError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
@@ -970,8 +971,12 @@ class Cache:
                     sf.rec.content_type = content_type
             if new_file and not sf.rec.dirty:
                 sf._mark_dirty_locked()  # persists the record, dirty
-            else:
+            elif sf.rec.dirty:
                 sf.persist()
+            # A clean record is saved once bytes are fetched into it (fetch, seed) and
+            # at the last release, not here: a crash before then leaves a staged file
+            # without a row, which the next load deletes (it held nothing the bucket
+            # does not).  Reading a small file costs one index write, not two.
         if head_bytes and info is not None:
             sf.seed(info.etag, head_bytes)
         if new and fill and self.background_fill and not sf.complete():

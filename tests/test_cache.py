@@ -119,6 +119,42 @@ def test_clean_staged_file_reused_after_restart(tmp_path, store):
     cache.close()
 
 
+def test_reading_a_small_file_writes_its_index_row_once(tmp_path, store):
+    """Open (with the first bytes the open fetched), read, release of a clean file: one
+    index write, and the row is there for the next mount; a crash while it is open
+    loses only the staged copy (the next load deletes a file without a row)."""
+    data = os.urandom(5 * KB)
+    store.put("f", data)
+    cache = make_cache(tmp_path / "c", store)
+    writes = []
+    real_set = cache._index.set
+    cache._index.set = lambda k, v, *a, **kw: (writes.append(k), real_set(k, v, *a, **kw))[1]
+    sf = cache.open("f", store.head("f"), head_bytes=data)
+    assert sf.read(0, len(data)) == data
+    cache.release(sf)
+    assert len(writes) == 1
+    cache.close()
+    gets = store.counts["GetObject"]
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    assert store.counts["GetObject"] == gets      # the row told the bytes are staged
+    cache.release(sf)
+    cache.close()
+    # open without a single fetch, then "crash": no row, and the orphan goes at load
+    store.put("g", data)
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("g", store.head("g"))
+    orphan = sf.path
+    assert os.path.exists(orphan)
+    cache = make_cache(tmp_path / "c", store)
+    assert not os.path.exists(orphan)
+    sf = cache.open("g", store.head("g"))
+    assert sf.read(0, len(data)) == data
+    cache.release(sf)
+    cache.close()
+
+
 def test_sequential_reader_grows_its_window(tmp_path, store):
     data = os.urandom(4 << 20)
     store.put("f", data)
