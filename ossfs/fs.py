@@ -25,7 +25,8 @@ lists the same):
   makes ``close`` wait, not fail.  Then, or at once for a permanent failure, the
   call gives EIO and the data stays dirty in the cache (never deleted), to be sent
   by the next flush, release, the background uploader (every
-  :data:`RETRY_INTERVAL` seconds), unmount, or the next mount.  ``release`` of the
+  :data:`RETRY_INTERVAL` seconds, :data:`RECOVERY_PARALLEL` files at once, a pass
+  ending at the first temporary failure), unmount, or the next mount.  ``release`` of the
   last handle uploads what is still dirty.
 * **Recovery.**  At mount (``init``), a background thread uploads the dirty files an
   earlier run left in the cache, resuming their multipart checkpoints.  If the
@@ -92,7 +93,7 @@ import socket
 import stat
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
@@ -123,6 +124,7 @@ MAX_NAME = 255
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
+RECOVERY_PARALLEL = 4      # dirty closed files the background uploader sends at once
 _GONE = "while this host had it staged (the version it was staged from is gone)"
 MAX_PUT_SIZE = 5 << 30     # OSS: PutObject and each part up to 5 GiB
 MAX_PARTS = 10_000
@@ -236,16 +238,43 @@ class FileSystem:
 
     def _background_uploads(self) -> None:
         delay = 0.0
-        while not self._bg_stop.wait(delay):
-            delay = self.retry_interval
-            for rec in self.cache.dirty_closed():
-                if self._bg_stop.is_set():
-                    return
-                try:
-                    self.recover(rec.key, rec.file_id)
-                except (FsError, StoreError, OSError) as exc:
-                    log.warning("%r is still waiting for its upload (kept in the cache, retried in %d s): %s",
-                                rec.key, delay, exc)
+        with ThreadPoolExecutor(RECOVERY_PARALLEL, thread_name_prefix="ossfs-recover") as pool:
+            while not self._bg_stop.wait(delay):
+                delay = self.retry_interval
+                self._background_round(pool, delay)
+
+    def _background_round(self, pool: ThreadPoolExecutor, delay: float) -> None:
+        """One pass of the background uploader over the dirty closed files, up to
+        :data:`RECOVERY_PARALLEL` of them at once.  The first temporary failure (the
+        bucket unreachable, 5xx, timeouts: retried by the store already) ends the
+        pass: the files not started yet wait for the next one, ``delay`` seconds
+        later, instead of each spending its own retries against a server that is
+        down.  A permanent failure of one file does not stop the others."""
+        todo = list(self.cache.dirty_closed())
+        running: dict = {}  # future -> key
+        outage = None
+        while todo or running:
+            while todo and len(running) < RECOVERY_PARALLEL and outage is None and not self._bg_stop.is_set():
+                rec = todo.pop(0)
+                running[pool.submit(self.recover, rec.key, rec.file_id)] = rec.key
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key = running.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    continue
+                if not isinstance(exc, (FsError, StoreError, OSError)):
+                    log.error("background upload of %r failed unexpectedly: %r", key, exc)
+                    continue
+                log.warning("%r is still waiting for its upload (kept in the cache, retried in %d s): %s",
+                            key, delay, exc)
+                if isinstance(exc, TransientError) and outage is None:
+                    outage = exc
+        if outage is not None and todo:
+            log.warning("%d more file(s) wait for the bucket to answer again (next try in %d s)",
+                        len(todo), delay)
 
     def recover(self, key: str, file_id: str) -> Optional[str]:
         """Upload the dirty closed staged file ``file_id`` of ``key``; a file left by an

@@ -1373,3 +1373,31 @@ def test_appending_to_a_large_object_fetches_none_of_it(make_fs, store):
     fs.release("/log", fh)
     assert store.peek("log") == old + b"one more line\n"
     assert store.counts["GetObject"] - before <= 1
+
+
+def test_background_round_stops_at_an_outage_and_sends_the_rest_later(make_fs, store):
+    """With the bucket down, one pass of the background uploader tries at most
+    RECOVERY_PARALLEL files (not every file, each spending its own retries); the next
+    pass sends them all.  A permanent failure of one file does not hold back others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ossfs.errors import AccessDenied
+    from ossfs.fs import RECOVERY_PARALLEL
+    fs = make_fs(retries=0)
+    n = RECOVERY_PARALLEL * 3
+    for i in range(n):
+        _leave_dirty(fs, store, "/f%d" % i, b"data %d" % i)
+    assert len(fs.cache.dirty_closed()) == n
+    with ThreadPoolExecutor(RECOVERY_PARALLEL) as pool:
+        before = store.counts["PutObject"]
+        store.fail_next("PutObject", TransientError("down"), times=10 * n)
+        fs._background_round(pool, 30)
+        assert 1 <= store.counts["PutObject"] - before <= RECOVERY_PARALLEL
+        assert len(fs.cache.dirty_closed()) == n
+        store.fail_next("PutObject", AccessDenied("no"), times=1)   # one file refused for good
+        fs._background_round(pool, 30)
+    assert len(fs.cache.dirty_closed()) == 1
+    sent = [i for i in range(n) if "f%d" % i in store.keys() and store.peek("f%d" % i) == b"data %d" % i]
+    assert len(sent) == n - 1
+    (left,) = fs.cache.dirty_closed()
+    assert left.key not in ["f%d" % i for i in sent]
