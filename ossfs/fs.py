@@ -102,7 +102,7 @@ from .errors import FsError, NotFound, PreconditionFailed, StoreError, Transient
 from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, meta_from_attr
 from .metacache import MetaCache
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
-                        dir_prefix, join, key_of)
+                        dir_prefix, is_utf8, join, key_of)
 from .store import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -344,8 +344,12 @@ class FileSystem:
 
     def _check_name(self, path: str, is_dir: bool = False) -> None:
         """ENAMETOOLONG for a component over MAX_NAME bytes or an object key (with the
-        mount's prefix, and the "/" of a directory's marker) over MAX_KEY bytes."""
+        mount's prefix, and the "/" of a directory's marker) over MAX_KEY bytes;
+        EILSEQ for a name that is not UTF-8 (object keys are UTF-8: the kernel hands
+        such bytes over as surrogate escapes)."""
         key = key_of(path)
+        if not is_utf8(key):
+            raise FsError(errno.EILSEQ)
         room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8")) - (1 if is_dir else 0)
         if len(key.encode("utf-8", "surrogateescape")) > room:
             raise FsError(errno.ENAMETOOLONG)
@@ -375,6 +379,8 @@ class FileSystem:
         if path != "/":
             if any(len(c.encode("utf-8", "surrogateescape")) > MAX_NAME for c in path.split("/")):
                 raise FsError(errno.ENAMETOOLONG)  # such names exist in buckets but no path reaches them
+            if not is_utf8(path):
+                raise FsError(errno.ENOENT)  # no object key is named so
             sf = self._open_sf(path)
             if sf is not None:
                 with sf.lock:
@@ -433,7 +439,8 @@ class FileSystem:
         return entry
 
     def _map(self, fn, items) -> list:
-        """Run ``fn`` over ``items`` on a pool ``multireq_max`` wide; first error wins."""
+        """Run ``fn`` over ``items`` on a pool ``multireq_max`` wide; first error wins,
+        and is raised once every call already started has ended."""
         items = list(items)
         if len(items) <= 1:
             return [fn(i) for i in items]
@@ -441,7 +448,17 @@ class FileSystem:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.ns.multireq_max, thread_name_prefix="ossfs-copy")
             pool = self._pool
-        return [f.result() for f in [pool.submit(fn, i) for i in items]]
+        futures = [pool.submit(fn, i) for i in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # Nothing more starts after the first failure, and the call returns only
+            # when nothing it started is still running: what the caller reports is
+            # the state it leaves.
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise
 
     # --- attributes and listings ---
 
@@ -815,12 +832,17 @@ class FileSystem:
         self._forget_implicit_parent(path)
 
     def _forget_implicit_parent(self, path: str) -> None:
-        """A directory without an object vanishes with its last child: do not let the
-        stat cache keep showing it."""
+        """A directory without an object vanishes with its last child, and so may its
+        own implicit parent, up the tree: do not let the stat cache keep showing them."""
         parent = posixpath.dirname(path)
-        cached = self.ns.cached(parent)
-        if cached is not None and cached.form == IMPLICIT:
+        for _ in range(path.count("/")):  # bounded by the depth
+            if parent == "/":
+                return
+            cached = self.ns.cached(parent)
+            if cached is None or cached.form != IMPLICIT:
+                return
             self.ns.forget(parent)
+            parent = posixpath.dirname(parent)
 
     # --- rename ---
 
@@ -847,10 +869,21 @@ class FileSystem:
                 self.rmdir(new)  # ENOTEMPTY when it has children
             elif src_dir:
                 raise FsError(errno.ENOTDIR)
-        if src_dir:
-            self._rename_dir(old, new, src_entry)
-        else:
-            self._rename_file(old, new, src_entry)
+        try:
+            if src_dir:
+                self._rename_dir(old, new, src_entry)
+            else:
+                self._rename_file(old, new, src_entry)
+        except BaseException:
+            # A rename that failed part way may have copied some objects and deleted
+            # others: what is cached of either name (the destination's "missing"
+            # entry above all, which would let the next rename merge into a tree
+            # that exists by now) is looked up again.
+            self.ns.forget_tree(old)
+            self.ns.forget(old)
+            self.ns.forget_tree(new)
+            self.ns.forget(new)
+            raise
         self.ns.forget_tree(old)
         self.ns.forget(old, missing=True)
         self.ns.forget_tree(new)
@@ -882,10 +915,19 @@ class FileSystem:
         okey, nkey = key_of(old), key_of(new)
         objects = self.ns.walk_keys(old)
         pairs = [(o.key, nprefix + o.key[len(oprefix):], o) for o in objects]
+        # every new key must fit, not only the directory's own: refuse before copying
+        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8"))
+        if any(len(dst.encode("utf-8", "surrogateescape")) > room for _, dst, _ in pairs):
+            raise FsError(errno.ENAMETOOLONG)
+        doomed = []
         if entry is not None and entry.form == LEGACY:
             pairs.append((okey, nkey, None))
         elif entry is not None and entry.form == FOLDER:
             pairs.append((okey + FOLDER_SUFFIX, nkey + FOLDER_SUFFIX, None))
+        else:
+            # an s3fs/Hadoop "name_$folder$" beside a directory that also has children
+            # or a "name/" marker: it names the old directory and goes with it
+            doomed.append(okey + FOLDER_SUFFIX)
         # Open files below follow the rename; dirty ones first fetch what they miss.
         moving = [sf for sf in self.cache.open_files() if sf.key.startswith(oprefix) and not sf.detached]
         for sf in moving:
@@ -905,7 +947,7 @@ class FileSystem:
         for rec in self.cache.dirty_entries():
             if rec.key.startswith(oprefix):
                 self.cache.rekey_closed(rec.key, nprefix + rec.key[len(oprefix):])
-        self.store.delete_many([src for src, _, _ in pairs])
+        self.store.delete_many([src for src, _, _ in pairs] + doomed)
 
     # --- attributes ---
 

@@ -128,6 +128,16 @@ def key_of(path: str) -> str:
     return path.strip("/")
 
 
+def is_utf8(text: str) -> bool:
+    """False for a path holding bytes that are not UTF-8 (the kernel's bytes arrive as
+    surrogate escapes); no object key is named so."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def dir_prefix(path: str) -> str:
     """LIST prefix of the children of directory ``path``: ``/a`` -> ``a/``, ``/`` -> ``""``."""
     key = key_of(path)
@@ -367,6 +377,8 @@ class Namespace:
         (open's close-to-open revalidation)."""
         if path == "/":
             return self.root
+        if not is_utf8(path):
+            raise FsError(errno.ENOENT)
         if not fresh:
             entry = self.cached(path)
             if entry is not None:
@@ -392,6 +404,8 @@ class Namespace:
         and those bytes when the entry is a file (None otherwise)."""
         if path == "/":
             return self.root, None
+        if not is_utf8(path):
+            raise FsError(errno.ENOENT)
         got = []
 
         def first(key: str) -> Optional[ObjectInfo]:

@@ -67,6 +67,7 @@ import io
 import logging
 import os
 import random
+import re
 import socket
 import time
 import xml.etree.ElementTree as ElementTree
@@ -81,6 +82,11 @@ from ossfs import crc64, httpconn, listxml
 from ossfs.errors import (AccessDenied, IntegrityError, NoSuchBucket, NotFound, PreconditionFailed,
                           StoreError, TransientError, Unreachable)
 from ossfs.store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
+
+# Characters an XML request body cannot carry as they are (see OssStore.delete_many):
+# C0 controls but TAB and LF (CR included: parsers turn it into LF), the non-characters
+# U+FFFE/U+FFFF and lone surrogates.
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]")
 
 log = logging.getLogger(__name__)
 
@@ -850,10 +856,25 @@ class OssStore:
         self._call("DELETE %r" % key, attempt)
 
     def delete_many(self, keys: Iterable[str]) -> None:
-        keys = [self._k(k) for k in keys]
-        for i in range(0, len(keys), 1000):
-            batch = keys[i:i + 1000]
-            self._call("DELETE %d objects" % len(batch), lambda _a, b=batch: self._bucket.batch_delete_objects(b))
+        """DeleteMultipleObjects, 1000 keys a request, checked key by key.
+
+        The request is XML, which cannot carry every key as it is: control characters
+        are not allowed at all, and a CR arrives as LF (end-of-line normalisation), so
+        the server would delete a different key and report success.  Such keys are
+        deleted one by one, and so is every key of a batch that the answer does not
+        list as deleted: the call succeeds only when each of ``keys`` is gone."""
+        keys = list(keys)
+        singles = [k for k in keys if _XML_UNSAFE.search(k)]
+        batchable = [k for k in keys if not _XML_UNSAFE.search(k)]
+        for i in range(0, len(batchable), 1000):
+            batch = batchable[i:i + 1000]
+            full = [self._k(k) for k in batch]
+            result = self._call("DELETE %d objects" % len(batch),
+                                lambda _a, b=full: self._bucket.batch_delete_objects(b))
+            reported = set(result.deleted_keys or ())
+            singles.extend(k for k, f in zip(batch, full) if f not in reported)
+        for key in singles:
+            self.delete(key)
 
     def list(self, prefix: str, delimiter: str = "/", token: Optional[str] = None,
              max_keys: int = 1000) -> ListPage:

@@ -7,7 +7,7 @@ import pytest
 
 from ossfs.cache import Cache
 from ossfs.config import Config
-from ossfs.errors import OssfsError, TransientError, to_errno
+from ossfs.errors import FsError, OssfsError, TransientError, to_errno
 from ossfs.fs import FIRST_READ, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, Ctx, FileSystem
 from ossfs.meta import DIR_CONTENT_TYPE, encode_symlink_target
 from ossfs.store_mem import MemoryStore
@@ -1401,3 +1401,98 @@ def test_background_round_stops_at_an_outage_and_sends_the_rest_later(make_fs, s
     assert len(sent) == n - 1
     (left,) = fs.cache.dirty_closed()
     assert left.key not in ["f%d" % i for i in sent]
+
+
+def test_failed_directory_rename_leaves_nothing_cached_about_either_name(make_fs, store):
+    """The copies landed but the delete of the old keys failed: both trees exist, stat
+    says so, and renaming another directory onto the new name is refused (ENOTEMPTY),
+    not merged into what the failed rename left there."""
+    fs = make_fs(retries=0)
+    fs.mkdir("/src", 0o755, ME)
+    fs.mkdir("/other", 0o755, ME)
+    for i in range(5):
+        write_file(fs, "/src/f%d" % i, b"%d" % i)
+    write_file(fs, "/other/mine", b"mine")
+    store.fail_next("DeleteMultipleObjects", TransientError("down"), times=5)
+    assert errno_of(fs.rename, "/src", "/dst") == errno.EIO
+    assert stat.S_ISDIR(fs.getattr("/dst")["st_mode"])
+    assert sorted(n for n, _ in fs.readdir("/dst"))[-5:] == ["f%d" % i for i in range(5)]
+    assert errno_of(fs.rename, "/other", "/dst") == errno.ENOTEMPTY
+    assert read_file(fs, "/other/mine") == b"mine"
+
+
+def test_directory_rename_checks_every_new_key_length_before_copying(fs, store):
+    fs.mkdir("/a", 0o755, ME)
+    fs.mkdir("/a/" + "d" * 250, 0o755, ME)
+    fs.mkdir("/a/" + "d" * 250 + "/" + "e" * 250, 0o755, ME)
+    fs.mkdir("/a/" + "d" * 250 + "/" + "e" * 250 + "/" + "f" * 250, 0o755, ME)
+    deep = "/a/" + "d" * 250 + "/" + "e" * 250 + "/" + "f" * 250 + "/" + "g" * 30  # key: 785 bytes
+    write_file(fs, deep, b"x")
+    copies = store.counts["CopyObject"]
+    assert errno_of(fs.rename, "/a", "/" + "c" * 250) == errno.ENAMETOOLONG
+    assert store.counts["CopyObject"] == copies
+    assert read_file(fs, deep) == b"x"
+
+
+def test_failed_parallel_copies_end_before_the_error_is_returned(fs):
+    """_map: after the first failure nothing more starts, and the call returns only
+    when the calls already started have ended."""
+    import threading
+    import time as _time
+    lock = threading.Lock()
+    state = {"started": 0, "running": 0}
+
+    def fn(i):
+        with lock:
+            state["started"] += 1
+            state["running"] += 1
+        try:
+            if i == 0:
+                raise FsError(errno.EIO)
+            _time.sleep(0.05)
+        finally:
+            with lock:
+                state["running"] -= 1
+
+    with pytest.raises(FsError):
+        fs._map(fn, range(500))
+    assert state["running"] == 0
+    assert state["started"] < 500
+    started = state["started"]
+    _time.sleep(0.2)
+    assert state["started"] == started
+
+
+def test_rename_of_a_directory_takes_its_folder_marker_along(fs, store):
+    """An s3fs/Hadoop tree: ``s_$folder$`` beside ``s/file``; after ``mv s s2`` the old
+    name must not come back as an empty directory."""
+    store.put("s_$folder$", b"")
+    store.put("s/file", b"hello")
+    fs.rename("/s", "/s2")
+    assert "s_$folder$" not in store.keys()
+    assert "s" not in [n for n, _ in fs.readdir("/")]
+    assert errno_of(fs.getattr, "/s") == errno.ENOENT
+    assert read_file(fs, "/s2/file") == b"hello"
+
+
+def test_implicit_ancestors_vanish_with_their_last_descendant(fs, store):
+    store.put("gp/a/b/c", b"x")
+    assert [n for n, _ in fs.readdir("/gp/a/b")][-1:] == ["c"]
+    for p in ("/gp", "/gp/a", "/gp/a/b"):
+        assert stat.S_ISDIR(fs.getattr(p)["st_mode"])
+    fs.unlink("/gp/a/b/c")
+    for p in ("/gp/a/b", "/gp/a", "/gp"):
+        assert errno_of(fs.getattr, p) == errno.ENOENT
+
+
+def test_names_that_are_not_utf8(fs):
+    """Object keys are UTF-8: a name with other bytes (a surrogate escape here) does not
+    exist, and cannot be created."""
+    bad = "/bad" + b"\xff".decode("utf-8", "surrogateescape")
+    assert errno_of(fs.getattr, bad) == errno.ENOENT
+    assert errno_of(fs.create, bad, 0o644, os.O_WRONLY | os.O_CREAT, ME) == errno.EILSEQ
+    assert errno_of(fs.mkdir, bad, 0o755, ME) == errno.EILSEQ
+    write_file(fs, "/good", b"x")
+    assert errno_of(fs.rename, "/good", bad) == errno.EILSEQ
+    assert errno_of(fs.unlink, bad) == errno.ENOENT
+    assert read_file(fs, "/good") == b"x"

@@ -478,3 +478,13 @@ def test_proxy_settings_are_read_once_from_the_environment(monkeypatch):
         "/etc/ssl/certs/example.pem"
     monkeypatch.setenv("NO_PROXY", "oss.example.invalid")
     assert "http" not in OssStore("http://oss.example.invalid", "bkt", ("id", "secret"))._session.session.proxies
+
+
+def test_delete_many_of_keys_xml_cannot_carry(store):
+    """A CR turns into LF inside XML and control characters are not allowed at all:
+    delete_many still deletes exactly the keys it was given, and nothing else."""
+    keys = ["ctl/cr\r", "ctl/x\x01y", "ctl/tab\tz", "ctl/plain"]
+    for k in keys + ["ctl/cr\n"]:
+        store.put(k, b"x")
+    store.delete_many(keys)
+    assert all_pages(store, "ctl/", delimiter="")[0] == ["ctl/cr\n"]
