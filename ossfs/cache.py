@@ -1085,24 +1085,32 @@ class Cache:
             finally:
                 self.release(sf)
 
-    def discard_key(self, key: str) -> None:
-        """The object is being deleted (or renamed over): drop closed staged copies;
-        detach open ones so that they are deleted, not uploaded, at their last release,
-        and wait for an upload of one that is under way (a close, the background
-        uploader), so that the caller's delete or copy has the last word.  The caller
-        holds no staged file's ``io_lock``."""
+    def discard_key(self, key: str) -> "Discard":
+        """The object is being deleted (or renamed over): take its staged copies away
+        from the key, and wait for an upload of one that is under way (a close, the
+        background uploader), so that the caller's delete or copy has the last word.
+
+        Open ones are detached (their handles keep working, nothing of theirs is
+        uploaded); closed ones are hidden from every lookup.  Nothing is deleted yet:
+        the caller ends it with :meth:`Discard.commit` once its delete or copy
+        succeeded, or :meth:`Discard.undo` when it failed, which gives everything back
+        to the key (unsent changes included: a failed ``rm`` or rename loses nothing).
+        The caller holds no staged file's ``io_lock``."""
         with self._lock:
             sf = self._open.pop(key, None)
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
             superseded = [o for o in self._live.values() if o.superseded and o.key == key]
-        detached = superseded + ([sf] if sf is not None else [])
+            detached = superseded + ([sf] if sf is not None else [])
+            for old in detached:
+                self._hold(old)  # alive until commit or undo, whatever its handles do
+            for rec in recs:
+                self._drop(rec.file_id)
         for old in detached:
             self._detach(old)  # from now on StagedFile.upload does nothing for it
-        for rec in recs:
-            self._forget(rec)
         for old in detached:
             with old.io_lock:  # held by an upload until it ends
                 pass
+        return Discard(self, key, sf, detached, recs)
 
     def _detach(self, sf: StagedFile) -> None:
         """``sf`` (open) lost its name: its handles keep reading and writing it, but it
@@ -1275,6 +1283,47 @@ class Cache:
             self.drop_clean()
         self._index.close()
         _unlink(self._in_use)
+
+
+class Discard:
+    """The staged copies :meth:`Cache.discard_key` took away from ``key``: open files
+    (``detached``, each held by one extra handle) and closed records (``records``,
+    hidden, their rows and files still on disk).  Exactly one of :meth:`commit` and
+    :meth:`undo` is called.  A crash in between leaves the closed records' rows, so the
+    next mount treats them as any dirty file left behind (a conflict copy if the key
+    changed meanwhile): nothing is lost."""
+
+    def __init__(self, cache: Cache, key: str, registered: Optional[StagedFile], detached: list, records: list):
+        self.cache = cache
+        self.key = key
+        self.registered = registered  # the file that was open under the key, if any
+        self.detached = detached
+        self.records = records
+
+    def commit(self) -> None:
+        """The delete or copy succeeded: the staged copies go for good."""
+        for rec in self.records:
+            self.cache._index.delete(rec.file_id)
+            _unlink(os.path.join(self.cache.files_dir, rec.file_id))
+            _unlink(os.path.join(self.cache.files_dir, rec.file_id + JOURNAL_SUFFIX))
+        for sf in self.detached:
+            self.cache.release(sf)  # the last release deletes a detached file
+
+    def undo(self) -> None:
+        """The delete or copy failed: everything goes back to the key as it was."""
+        cache = self.cache
+        with cache._lock:
+            for rec in self.records:
+                cache._add(rec)
+                if rec.dirty:
+                    cache._dirty_ids.add(rec.file_id)
+            if self.registered is not None and self.key not in cache._open:
+                cache._open[self.key] = self.registered
+        for sf in self.detached:
+            with sf.lock:
+                sf.detached = False
+            sf.persist()  # its row, deleted by the detach
+            cache.release(sf)
 
 
 def checkpointed_uploads(directory: str) -> set:

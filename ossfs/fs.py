@@ -825,9 +825,14 @@ class FileSystem:
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
         key = key_of(path)
-        self.cache.discard_key(key)  # first: an upload of it cannot land after the delete
-        if entry is None or entry.info is not None:
-            self.store.delete(key)
+        discard = self.cache.discard_key(key)  # first: an upload of it cannot land after the delete
+        try:
+            if entry is None or entry.info is not None:
+                self.store.delete(key)
+        except BaseException:
+            discard.undo()  # rm failed: the file, unsent changes included, is still there
+            raise
+        discard.commit()
         self.ns.forget(path, missing=True)
         self._forget_implicit_parent(path)
 
@@ -891,15 +896,20 @@ class FileSystem:
 
     def _rename_file(self, old: str, new: str, entry: Optional[Entry] = None) -> None:
         okey, nkey = key_of(old), key_of(new)
-        self.cache.discard_key(nkey)  # the replaced file's staged copies; first, as for unlink
+        discard = self.cache.discard_key(nkey)  # the replaced file's staged copies; first, as for unlink
         sf = self.cache.get_open(okey)
         info = None
-        if sf is None or not sf.dirty:
-            try:
-                info = self.store.copy(okey, nkey, meta=None, source=_known(entry, okey))
-            except NotFound:
-                if sf is None and self.cache.dirty_record(okey) is None:
-                    raise FsError(errno.ENOENT)
+        try:
+            if sf is None or not sf.dirty:
+                try:
+                    info = self.store.copy(okey, nkey, meta=None, source=_known(entry, okey))
+                except NotFound:
+                    if sf is None and self.cache.dirty_record(okey) is None:
+                        raise FsError(errno.ENOENT)
+        except BaseException:
+            discard.undo()  # nothing was renamed: the replaced file keeps its unsent changes
+            raise
+        discard.commit()
         if sf is not None:
             if sf.dirty:
                 sf.forget_base()  # fetch what is missing while the old object exists

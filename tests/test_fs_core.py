@@ -1496,3 +1496,39 @@ def test_names_that_are_not_utf8(fs):
     assert errno_of(fs.rename, "/good", bad) == errno.EILSEQ
     assert errno_of(fs.unlink, bad) == errno.ENOENT
     assert read_file(fs, "/good") == b"x"
+
+
+def test_failed_rename_over_a_file_with_unsent_changes_loses_nothing(make_fs, store):
+    """The rename's copy fails: the replaced file's staged changes (open, and closed
+    after a failed upload) are given back to it, and uploaded after all."""
+    fs = make_fs(retries=0)
+    write_file(fs, "/s", b"source")
+    write_file(fs, "/t", b"old-t")
+    _leave_dirty(fs, store, "/u", b"unsent u")              # closed, upload failed
+    fh = fs.open("/t", os.O_WRONLY | os.O_TRUNC, ME)        # open, written, not closed
+    fs.write("/t", b"precious new data of t", 0, fh)
+    store.fail_next("CopyObject", TransientError("down"), times=2)
+    assert errno_of(fs.rename, "/s", "/t") == errno.EIO
+    assert errno_of(fs.rename, "/s", "/u") == errno.EIO
+    fs.flush("/t", fh)
+    fs.release("/t", fh)
+    assert store.peek("t") == b"precious new data of t"
+    assert read_file(fs, "/t") == b"precious new data of t"
+    assert read_file(fs, "/u") == b"unsent u"
+    assert read_file(fs, "/s") == b"source"
+    fs.destroy()
+    assert store.peek("u") == b"unsent u"
+
+
+def test_failed_unlink_of_an_open_file_loses_nothing(make_fs, store):
+    fs = make_fs(retries=0)
+    write_file(fs, "/f", b"v1")
+    fh = fs.open("/f", os.O_WRONLY | os.O_TRUNC, ME)
+    fs.write("/f", b"v2 written before the rm", 0, fh)
+    store.fail_next("DeleteObject", TransientError("down"), times=1)
+    assert errno_of(fs.unlink, "/f") == errno.EIO
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert store.peek("f") == b"v2 written before the rm"
+    fs.unlink("/f")                                         # and a working rm still works
+    assert "f" not in store.keys()
