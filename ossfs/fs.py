@@ -346,10 +346,13 @@ class FileSystem:
         """ENAMETOOLONG for a component over MAX_NAME bytes or an object key (with the
         mount's prefix, and the "/" of a directory's marker) over MAX_KEY bytes;
         EILSEQ for a name that is not UTF-8 (object keys are UTF-8: the kernel hands
-        such bytes over as surrogate escapes)."""
+        such bytes over as surrogate escapes); EINVAL for a name ending in
+        ``_$folder$``, which s3fs and Hadoop tools read as a directory marker."""
         key = key_of(path)
         if not is_utf8(key):
             raise FsError(errno.EILSEQ)
+        if key.endswith(FOLDER_SUFFIX):
+            raise FsError(errno.EINVAL)  # s3fs's directory marker: it would show as a directory
         room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8")) - (1 if is_dir else 0)
         if len(key.encode("utf-8", "surrogateescape")) > room:
             raise FsError(errno.ENAMETOOLONG)

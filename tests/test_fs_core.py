@@ -1532,3 +1532,11 @@ def test_failed_unlink_of_an_open_file_loses_nothing(make_fs, store):
     assert store.peek("f") == b"v2 written before the rm"
     fs.unlink("/f")                                         # and a working rm still works
     assert "f" not in store.keys()
+
+
+def test_names_that_other_tools_read_as_directory_markers_are_refused(fs, store):
+    assert errno_of(fs.create, "/x_$folder$", 0o644, os.O_WRONLY | os.O_CREAT, ME) == errno.EINVAL
+    assert errno_of(fs.mkdir, "/y_$folder$", 0o755, ME) == errno.EINVAL
+    write_file(fs, "/z", b"z")
+    assert errno_of(fs.rename, "/z", "/z_$folder$") == errno.EINVAL
+    assert store.keys() == ["z"]
