@@ -191,3 +191,44 @@ def test_server_down_gives_eio_and_keeps_data_for_later(oss_server, mounter):
     m.unmount()
     assert_intact(oss_server, {"pending.bin": hashlib.md5(pending).hexdigest()})
     assert not oss_server.oss_bucket().object_exists("during.bin")
+
+
+def test_failed_rename_and_rm_through_the_mount_lose_nothing(oss_server, mounter):
+    """Every request fails while ``mv s t`` and ``rm u`` run: both give EIO, and the
+    files they would have replaced or removed (open, with unsent changes) are uploaded
+    at their close once the server answers again."""
+    import errno
+    import hashlib
+    import os
+    # the stat cache answers the lookups, so the calls get as far as their copy/delete
+    m = mounter(retries=1, connect_timeout=3, readwrite_timeout=5)
+    for name, body in (("s", b"source"), ("t", b"old-t"), ("u", b"old-u")):
+        with open(m.p(name), "wb") as f:
+            f.write(body)
+    for name in ("s", "t", "u"):
+        os.stat(m.p(name))
+    oss_server.reset_stats()
+    t = open(m.p("t"), "r+b", buffering=0)
+    t.write(b"precious new data of t")
+    u = open(m.p("u"), "r+b", buffering=0)
+    u.write(b"precious new data of u")
+    outcome = []
+    oss_server.set_faults(fault_rate=1.0)
+    try:
+        for fn in (lambda: os.rename(m.p("s"), m.p("t")), lambda: os.unlink(m.p("u"))):
+            try:
+                fn()
+                outcome.append("ok")
+            except OSError as exc:
+                outcome.append(errno.errorcode.get(exc.errno))
+        refused = oss_server.stats()["requests"].get("faults", 0)
+    finally:
+        oss_server.set_faults()
+        t.close()
+        u.close()
+    assert outcome == ["EIO", "EIO"]
+    assert refused >= 2
+    assert_intact(oss_server, {"s": hashlib.md5(b"source").hexdigest(),
+                               "t": hashlib.md5(b"precious new data of t").hexdigest(),
+                               "u": hashlib.md5(b"precious new data of u").hexdigest()})
+    assert sorted(os.listdir(m.path)) == ["s", "t", "u"]
