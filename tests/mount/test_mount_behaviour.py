@@ -201,3 +201,22 @@ def test_foreground_mount_and_sigint(mounter):
             proc.kill()
             proc.wait(10)
         m.force_cleanup()
+
+
+def test_names_the_bucket_cannot_hold(mount):
+    """Bytes that are not UTF-8 (object keys are UTF-8) and names other tools read as
+    directory markers: refused with their own errno, nothing reaches the bucket."""
+    import errno
+    bad = os.path.join(os.fsencode(mount.path), b"bad\xff")
+    with pytest.raises(OSError) as info:
+        os.stat(bad)
+    assert info.value.errno == errno.ENOENT
+    for make in (lambda: open(bad, "wb").close(), lambda: os.mkdir(bad)):
+        with pytest.raises(OSError) as info:
+            make()
+        assert info.value.errno == errno.EILSEQ
+    with pytest.raises(OSError) as info:
+        open(os.path.join(mount.path, "x_$folder$"), "wb").close()
+    assert info.value.errno == errno.EINVAL
+    assert os.listdir(mount.path) == []
+    assert [o.key for o in __import__("oss2").ObjectIterator(mount.server.oss_bucket())] == []
