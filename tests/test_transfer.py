@@ -276,7 +276,9 @@ def test_faults_and_dropped_connections_still_give_intact_objects(server, tmp_pa
         whole = store.get_range("big", 0, len(big))
     finally:
         server.set_faults()
-    assert counter.delta().get("faults", 0) >= 1  # the faults did happen and were retried
+    delta = counter.delta()
+    # the faults did happen and were retried (for ~20 requests, none of either kind: ~1e-5)
+    assert delta.get("faults", 0) + delta.get("drops", 0) >= 1, delta
     digest = hashlib.md5(big).hexdigest()
     assert hashlib.md5(open(out, "rb").read()).hexdigest() == digest
     assert hashlib.md5(whole).hexdigest() == digest

@@ -160,6 +160,8 @@ class Handler(BaseHTTPRequestHandler):
                     xml_error(self, "ServiceUnavailable", 503, "Please reduce your request rate.")
                 return
             self.drop = state.faults.roll(fs.drop_rate)
+            if self.drop:
+                state.stats.count("drops")  # the connection of this request will be cut
             face = self._choose_face()
             if face is None:
                 return

@@ -9,7 +9,8 @@ What it owns
 Contracts
     * ``Stats.count(op)`` is called once per request under its OSS operation name
       (``PutObject``, ``GetObject`` ...), by whichever face served it; requests refused by
-      an injected fault are counted under ``"faults"`` instead.
+      an injected fault are counted under ``"faults"`` instead; a request whose
+      connection the drop fault will cut is also counted under ``"drops"``.
     * ``Faults`` values may change at any moment (``POST /_ossfs/faults``); each request
       reads them once, through :meth:`Faults.snapshot`.
 
