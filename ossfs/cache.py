@@ -386,6 +386,10 @@ class StagedFile:
         if need:
             try:
                 self.fetch(offset, end + window)
+            except NotFound as exc:
+                # the version this handle reads is gone from the bucket (deleted by
+                # another client): as for a replaced one, its handle is stale
+                raise FsError(errno.ESTALE, "%s: %s" % (self.key, exc)) from exc
             except FsError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
@@ -919,7 +923,7 @@ class Cache:
                 self._add(rec)
                 self._open[key] = sf
             first = self._hold(sf)
-        return self._opened(sf, first, info is None, meta, content_type, head_bytes, info, fill)
+        return self._opened_or_release(sf, first, info is None, meta, content_type, head_bytes, info, fill)
 
     def open_dirty(self, key: str, file_id: Optional[str] = None) -> Optional[StagedFile]:
         """The staged file holding unsent data of ``key`` (the record ``file_id`` only,
@@ -939,7 +943,21 @@ class Cache:
                 sf = StagedFile(self, rec)
                 self._open[key] = sf
             first = self._hold(sf)
-        return self._opened(sf, first, False, None, None, None, None)
+        return self._opened_or_release(sf, first, False, None, None, None, None)
+
+    def _opened_or_release(self, sf: StagedFile, first: bool, *args) -> StagedFile:
+        """:meth:`_opened`, giving the handle taken by :meth:`_hold` back if it fails
+        (a cache directory that became read-only or vanished, a full disk): otherwise
+        the file would stay registered as open without a descriptor, and every later
+        open of the key would share that broken state until the next mount."""
+        try:
+            return self._opened(sf, first, *args)
+        except BaseException:
+            try:
+                self.release(sf)
+            except Exception as exc:  # noqa: BLE001 - the open's own error is the one to report
+                log.warning("could not give back the failed open of %r: %s", sf.key, exc)
+            raise
 
     def _hold(self, sf: StagedFile) -> bool:
         """One more handle on the registered ``sf``; True for the first.  Caller holds _lock."""

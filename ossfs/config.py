@@ -235,7 +235,7 @@ OPTIONS: list = [
     _o("default_permissions", "flag", False, "Let the kernel check permissions against the "
        "mode/uid/gid shown.", fuse=True),
     _o("auto_unmount", "flag", False, "Unmount when the ossfs process dies.", fuse=True),
-    _o("kernel_cache", "flag", False, "Keep file contents in the page cache across opens.", fuse=True),
+    _o("kernel_cache", "flag", False, "Keep file contents in the page cache across opens, also when size and mtime changed (an open that finds another ETag still drops them).", fuse=True),
     _o("direct_io", "flag", False, "Bypass the page cache.", fuse=True),
     _o("max_read", "int", 0, "Largest read request from the kernel (bytes, 4096 to 1048576; 0: 1 MiB).",
        minimum=0, maximum=1 << 20, fuse=True),

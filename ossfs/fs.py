@@ -82,6 +82,7 @@ concurrent renames of one tree race as they would on any object store.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import logging
@@ -125,6 +126,7 @@ MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
 RECOVERY_PARALLEL = 4      # dirty closed files the background uploader sends at once
+OPENED_VERSIONS_MAX = 100_000  # paths whose last opened version is remembered (see _kernel_sees)
 _GONE = "while this host had it staged (the version it was staged from is gone)"
 MAX_PUT_SIZE = 5 << 30     # OSS: PutObject and each part up to 5 GiB
 MAX_PARTS = 10_000
@@ -214,6 +216,11 @@ class FileSystem:
                 log.warning("cannot read %s: %s", mime_file, exc)
         self._lock = threading.Lock()
         self._handles: dict = {}  # GUARDED_BY(_lock): fh -> Handle
+        # The ETag of the version each path was last opened at (bounded, oldest out):
+        # an open that finds another one makes the kernel drop what it holds of the
+        # old one (kernel_invalidate, set by the FUSE adapter; None in core tests).
+        self._opened_versions: "collections.OrderedDict[str, Optional[str]]" = collections.OrderedDict()
+        self.kernel_invalidate: Optional[Callable[[str], None]] = None
         self._next_fh = 1         # GUARDED_BY(_lock)
         self._pool: Optional[ThreadPoolExecutor] = None  # GUARDED_BY(_lock)
         self._destroyed = False   # GUARDED_BY(_lock)
@@ -639,12 +646,14 @@ class FileSystem:
             # nothing staged is asked with a GET of its first bytes (one request for
             # the check and the first read, which a small file fits whole).
             first = None
+            before = self.ns.cached(path)  # what the kernel's last lookup was told
             if flags & os.O_ACCMODE == os.O_RDONLY and not self.cache.is_staged(key):
                 entry, first = self.ns.lookup_reading(path, FIRST_READ)
             else:
                 entry = self.ns.lookup(path, fresh=True)
             if entry.is_dir:
                 raise FsError(errno.EISDIR)
+            self._kernel_sees(path, entry, before)
             # A writer of a large object (appending to a log) needs none of its bytes
             # staged: the upload copies untouched parts server-side.  Readers and
             # writers of smaller files get the whole file fetched in the background.
@@ -664,6 +673,24 @@ class FileSystem:
             self.cache.release(sf)
             raise
         return self._new_handle(path, flags, sf)
+
+    def _kernel_sees(self, path: str, entry: Entry, before: Optional[Entry]) -> None:
+        """Close-to-open for the kernel's own caches.  The lookup that came before this
+        open may have been answered from the stat cache, and the page cache may hold an
+        earlier version: if the version just found differs from the one this path was
+        last opened at, or from the one that lookup reported, the kernel forgets the
+        file's attributes (a stale size would cut reads short) and pages (a
+        replacement of the same size within the same second would be invisible)."""
+        etag = entry.info.etag if entry.info is not None else None
+        with self._lock:
+            prev = self._opened_versions.pop(path, None)
+            self._opened_versions[path] = etag
+            if len(self._opened_versions) > OPENED_VERSIONS_MAX:
+                self._opened_versions.popitem(last=False)
+        told = before.info.etag if before is not None and before.info is not None else None
+        if ((prev is not None and prev != etag) or (told is not None and told != etag)) \
+                and self.kernel_invalidate is not None:
+            self.kernel_invalidate(path)
 
     def read(self, path: str, size: int, offset: int, fh) -> bytes:
         h = self._handle(fh)

@@ -94,6 +94,7 @@ class KernelSettings:
     negative_timeout: float = 1.0
     max_request: int = MAX_REQUEST   # largest write request (max_write)
     max_read: int = MAX_REQUEST      # largest read request: libfuse needs it in init and as a mount option
+    kernel_cache: bool = False       # -o kernel_cache: keep pages across opens (dropped when a version changes)
 
     @classmethod
     def from_stat_cache_expire(cls, expire: Optional[float], negative_cache: bool = True) -> "KernelSettings":
@@ -164,6 +165,25 @@ def _ns_times(attrs):
     return attrs
 
 
+def _invalidate_path(path: str) -> None:
+    """Make the kernel forget the attributes and cached pages of ``path`` (libfuse's
+    ``fuse_invalidate_path``: FUSE_NOTIFY_INVAL_INODE of the whole file).  Called by the
+    core from a request handler (it needs the request's ``struct fuse``) when an open
+    finds another version of the object than the kernel may hold; a path the kernel
+    has not looked up is nothing to forget."""
+    lib = mfusepy._libfuse
+    fn = getattr(lib, "fuse_invalidate_path", None)
+    if fn is None:
+        return
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+    fuse_ptr = lib.fuse_get_context().contents.fuse
+    if fuse_ptr:
+        err = fn(ctypes.c_void_p(fuse_ptr), path.encode("utf-8", "surrogateescape"))
+        if err and err != -errno.ENOENT:
+            log.debug("kernel cache of %r not invalidated: %s", path, os.strerror(-err))
+
+
 def _ctx():
     """The caller's identity as the core's ``Ctx(uid, gid, pid)``."""
     from ossfs.fs import Ctx  # imported late so that --version works without the core
@@ -196,11 +216,12 @@ class FuseOperations(mfusepy.Operations):
             config.negative_timeout = self.kernel.negative_timeout
             config.hard_remove = 1
             config.use_ino = 0
-            config.kernel_cache = 0
-            config.auto_cache = 1
+            config.kernel_cache = 1 if self.kernel.kernel_cache else 0
+            config.auto_cache = 0 if self.kernel.kernel_cache else 1
             # Check size/mtime on every open (close-to-open), not only after attr_timeout.
             config.ac_attr_timeout_set = 1
             config.ac_attr_timeout = 0.0
+        self.fs.kernel_invalidate = _invalidate_path
         if conn is not None:
             conn.max_write = min(conn.max_write or self.kernel.max_request, self.kernel.max_request)
             # libfuse3 refuses to mount unless this equals the max_read mount option

@@ -531,7 +531,8 @@ def serve(config, store, notifier: _Notifier, on_started: Callable[[], None] = l
     # and max_read also to the mount options, which libfuse needs to agree
     sizes = {name: int(extra.pop(name, 0) or 0) or kernel.max_request for name in ("max_read", "max_write")}
     kernel = KernelSettings(kernel.attr_timeout, kernel.entry_timeout, kernel.negative_timeout,
-                            max_request=sizes["max_write"], max_read=sizes["max_read"])
+                            max_request=sizes["max_write"], max_read=sizes["max_read"],
+                            kernel_cache=bool(extra.pop("kernel_cache", False)))
     extra.setdefault("fsname", "ossfs#%s" % config.bucket)
     options = fuse_options(fsname=extra.pop("fsname"), allow_other=bool(config.allow_other),
                            read_only=bool(config.ro), extra=extra, max_request=kernel.max_read)

@@ -1540,3 +1540,36 @@ def test_names_that_other_tools_read_as_directory_markers_are_refused(fs, store)
     write_file(fs, "/z", b"z")
     assert errno_of(fs.rename, "/z", "/z_$folder$") == errno.EINVAL
     assert store.keys() == ["z"]
+
+
+def test_a_failed_open_leaves_no_broken_staged_file(fs, store, monkeypatch):
+    """The staged file cannot be created (a cache directory made read-only): that open
+    fails, and the next one, once the directory is writable again, works."""
+    import ossfs.cache as cache_mod
+    store.put("f", b"contents")
+    real_open = cache_mod.os.open
+    calls = {"n": 0}
+
+    def failing_open(path, *a, **kw):
+        if path.startswith(fs.cache.files_dir) and calls["n"] == 0:
+            calls["n"] += 1
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(cache_mod.os, "open", failing_open)
+    with pytest.raises(OSError) as info:          # the adapter passes it on as EROFS
+        fs.open("/f", os.O_RDONLY, ME)
+    assert info.value.errno == errno.EROFS and calls["n"] == 1
+    assert read_file(fs, "/f") == b"contents"
+    assert fs.cache.open_files() == []
+
+
+def test_reading_an_open_file_another_client_deleted_is_estale(make_fs, store):
+    fs = make_fs()
+    data = os.urandom(3 << 20)
+    store.put("big", data)
+    fh = fs.open("/big", os.O_RDONLY, ME)
+    assert fs.read("/big", 10, 0, fh) == data[:10]
+    store.delete("big")
+    assert errno_of(fs.read, "/big", 10, 2 << 20, fh) == errno.ESTALE
+    fs.release("/big", fh)

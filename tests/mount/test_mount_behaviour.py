@@ -220,3 +220,29 @@ def test_names_the_bucket_cannot_hold(mount):
     assert info.value.errno == errno.EINVAL
     assert os.listdir(mount.path) == []
     assert [o.key for o in __import__("oss2").ObjectIterator(mount.server.oss_bucket())] == []
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("options", [{}, {"kernel_cache": True}])
+def test_an_open_sees_the_version_another_client_closed(mounter, options):
+    """Close-to-open, also for the kernel's caches: a file another client grew is read
+    whole (the lookup before the open, answered from the stat cache, told the old
+    size), and one replaced by an object of the same size and the same mtime header is
+    read as new (the page cache held the old pages)."""
+    m = mounter(**options)
+    bucket = m.server.oss_bucket()
+    bucket.put_object("grow", b"a" * 100)
+    assert _read(m.p("grow")) == b"a" * 100
+    bucket.put_object("grow", b"b" * 300)
+    time.sleep(1.3)                           # the kernel's attributes expire (attr_timeout 1 s)
+    assert os.stat(m.p("grow")).st_size == 100  # the stat cache answers: documented staleness
+    assert _read(m.p("grow")) == b"b" * 300     # but an open asks the bucket, and reads it all
+    headers = {"x-oss-meta-mtime": "1700000000"}
+    bucket.put_object("same", b"A" * 4096, headers=headers)
+    assert _read(m.p("same")) == b"A" * 4096
+    bucket.put_object("same", b"B" * 4096, headers=headers)
+    assert _read(m.p("same")) == b"B" * 4096
