@@ -355,10 +355,42 @@ class StagedFile:
             _unlink(self.path + JOURNAL_SUFFIX)
 
     def _open_fd(self) -> None:
+        """Open the staged file (caller holds ``io_lock``), creating it, and the cache's
+        ``files/`` directory, when missing.  A staged file that vanished behind the
+        cache's back (a tmp cleaner, an ``rm`` in the cache directory) holds none of
+        the bytes its record says are present: a file created here never serves the
+        zeros it starts as, see :meth:`_vanished`."""
         if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:
+                os.makedirs(self.cache.files_dir, mode=0o700, exist_ok=True)
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._vanished()
             if os.fstat(self.fd).st_size != self.rec.size:
                 os.ftruncate(self.fd, self.rec.size)
+
+    def _vanished(self) -> None:
+        """The staged file was just created in place of one that is gone: nothing is
+        present any more.  A clean file is fetched again as reads need it.  Unsent
+        changes are lost with the file: the record goes back to the version it was
+        staged from (never uploading the zeros in their place), with an ERROR."""
+        with self.lock:
+            if not self.ranges.total() and not self.rec.dirty:
+                return  # a new staged file: nothing was there
+            if self.rec.dirty:
+                log.error("the staged file of %r with unsent changes was deleted from the cache directory "
+                          "(%s): those changes are lost; the bucket's version is kept", self.rec.key, self.path)
+            else:
+                log.warning("the staged file of %r was deleted from the cache directory; fetching it again",
+                            self.rec.key)
+            self.rec.dirty = False
+            self.rec.size = self.rec.base_size if self.rec.etag is not None else 0
+            self.rec.fetch_limit = self.rec.size
+            self.rec.checkpoint = None
+            self.ranges = RangeSet()
+            self.dirty_ranges = None
+            self.persist()
 
     def set_meta(self, meta: dict, content_type: Optional[str] = None) -> None:
         """Headers the next upload carries (persisted for recovery)."""

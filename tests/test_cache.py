@@ -559,3 +559,38 @@ def test_failed_fetch_and_refused_write_release_their_reservation(tmp_path, stor
     for s in (sf, w):
         cache.release(s)
     cache.close()
+
+
+def test_a_staged_file_deleted_behind_the_cache_is_fetched_again(tmp_path, store):
+    """A tmp cleaner or an ``rm`` in the cache directory took staged files (or the
+    whole ``files/`` directory): the next open must not serve the zeros a recreated
+    file starts as, and a file with unsent changes must not upload them."""
+    import shutil
+    data = os.urandom(300 * KB)
+    store.put("f", data)
+    cache = make_cache(tmp_path / "c", store)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    path = sf.path
+    cache.release(sf)
+    os.unlink(path)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    cache.release(sf)
+    shutil.rmtree(cache.files_dir)
+    sf = cache.open("f", store.head("f"))
+    assert sf.read(0, len(data)) == data
+    # unsent changes whose staged file vanished: the bucket's version stays
+    sf.write(0, b"changed")
+    assert sf.dirty
+    cache.release(sf)
+    os.unlink(sf.path)
+    puts = store.counts["PutObject"] + store.counts["UploadPart"]
+    sf = cache.open_dirty("f")
+    assert sf is not None and not sf.dirty
+    assert sf.read(0, len(data)) == data
+    cache.release(sf)
+    assert cache.upload_all() == []
+    assert store.counts["PutObject"] + store.counts["UploadPart"] == puts
+    assert store.peek("f") == data
+    cache.close()
