@@ -1067,6 +1067,11 @@ class Cache:
             sf = self._open.get(key)
             return sf if sf is not None and sf.rec.open_count > 0 else None
 
+    def superseded_open(self, key: str) -> bool:
+        """True while a handle on an older version of ``key`` (superseded) is open."""
+        with self._lock:
+            return any(o.superseded and o.key == key and o.rec.open_count > 0 for o in self._live.values())
+
     def open_files(self) -> list:
         with self._lock:
             return list(self._live.values())

@@ -150,6 +150,10 @@ class Handle:
     path: str
     flags: int
     sf: StagedFile
+    # Reads and writes bypass the kernel's page cache (FOPEN_DIRECT_IO): a handle
+    # opened while an older version of the file is still open through this mount,
+    # whose reads would put that version's pages into the cache both share.
+    direct_io: bool = False
 
     @property
     def readable(self) -> bool:
@@ -373,12 +377,18 @@ class FileSystem:
             raise FsError(errno.EBADF)
         return h
 
-    def _new_handle(self, path: str, flags: int, sf: StagedFile) -> int:
+    def _new_handle(self, path: str, flags: int, sf: StagedFile, direct_io: bool = False) -> int:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
-            self._handles[fh] = Handle(path, flags, sf)
+            self._handles[fh] = Handle(path, flags, sf, direct_io)
             return fh
+
+    def direct_io(self, fh) -> bool:
+        """Whether handle ``fh`` must bypass the kernel's page cache (see Handle)."""
+        with self._lock:
+            h = self._handles.get(fh)
+        return h is not None and h.direct_io
 
     def _open_sf(self, path: str) -> Optional[StagedFile]:
         return self.cache.get_open(key_of(path))
@@ -672,7 +682,7 @@ class FileSystem:
         except BaseException:
             self.cache.release(sf)
             raise
-        return self._new_handle(path, flags, sf)
+        return self._new_handle(path, flags, sf, direct_io=self.cache.superseded_open(key))
 
     def _kernel_sees(self, path: str, entry: Entry, before: Optional[Entry]) -> None:
         """Close-to-open for the kernel's own caches.  The lookup that came before this
@@ -848,7 +858,10 @@ class FileSystem:
         except FsError as exc:
             log.error("%s is kept in the cache with its unsent changes: %s", path, exc)
         finally:
-            self.cache.release(sf)
+            remaining = self.cache.release(sf)
+        if sf.superseded and not remaining and self.kernel_invalidate is not None:
+            # the pages this older version's handles read must not serve later opens
+            self.kernel_invalidate(h.path)
 
     def unlink(self, path: str) -> None:
         attr, entry = self._attr(path)

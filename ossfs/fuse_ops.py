@@ -20,7 +20,8 @@ Three places where mfusepy 3.1 drops what libfuse3 offers are filled in by the s
 listing, not one ``getattr`` per entry); ``rename`` passes its ``flags``
 (``RENAME_NOREPLACE``/``RENAME_EXCHANGE``) instead of silently ignoring them;
 ``utimens`` understands ``UTIME_NOW``/``UTIME_OMIT`` (mfusepy would turn them into
-nonsense nanosecond counts); ``truncate`` passes the file handle of ``ftruncate``.
+nonsense nanosecond counts); ``truncate`` passes the file handle of ``ftruncate``;
+``open`` sets ``direct_io`` on a handle the core asks it for (``FileSystem.direct_io``).
 The same subclass keeps the per-entry work of ``ls -l`` small: ``getattr`` and
 READDIRPLUS entries are written into ``struct stat`` field by field
 (:func:`_fill_stat`), and ``getxattr`` answers "no such attribute" (asked twice per
@@ -370,6 +371,9 @@ class FuseOperations(mfusepy.Operations):
     def open(self, path, flags):
         return self.fs.open(path, flags, _ctx())
 
+    def direct_io(self, fh) -> bool:
+        return self.fs.direct_io(fh)
+
     @_fs_call
     def create(self, path, mode, flags):
         return self.fs.create(path, mode, flags, _ctx())
@@ -424,6 +428,13 @@ class _Fuse(mfusepy.FUSE):
 
     def _decode(self, path: Optional[bytes]) -> Optional[str]:
         return None if path is None else path.decode(self.encoding, self.errors)
+
+    def open(self, path, fip):
+        # mfusepy sets only fi->fh: the core may also ask for FOPEN_DIRECT_IO
+        ret = super().open(path, fip)
+        if ret == 0 and self.operations.direct_io(fip.contents.fh):
+            fip.contents.direct_io = 1
+        return ret
 
     def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
         # Offsets (index + 1) put libfuse in its offset mode: only there does it turn

@@ -246,3 +246,28 @@ def test_an_open_sees_the_version_another_client_closed(mounter, options):
     assert _read(m.p("same")) == b"A" * 4096
     bucket.put_object("same", b"B" * 4096, headers=headers)
     assert _read(m.p("same")) == b"B" * 4096
+
+
+def test_handles_on_two_versions_do_not_share_pages(mount):
+    """Handle f opened version A; another client stores B (same size and mtime); handle
+    g opened afterwards reads B, f keeps reading A, whichever reads first; after f
+    closes, a new open reads B (no page of A is left to serve it)."""
+    bucket = mount.server.oss_bucket()
+    size = 4 << 20
+    headers = {"x-oss-meta-mtime": "1700000000"}
+    bucket.put_object("v", b"A" * size, headers=headers)
+    assert _read(mount.p("v")) == b"A" * size       # fully staged
+    f = open(mount.p("v"), "rb", buffering=0)
+    assert f.read(1) == b"A"
+    bucket.put_object("v", b"B" * size, headers=headers)
+    g = open(mount.p("v"), "rb", buffering=0)
+    try:
+        for off in (1 << 20, 2 << 20, 3 << 20):
+            f.seek(off)
+            g.seek(off)
+            assert f.read(4096) == b"A" * 4096
+            assert g.read(4096) == b"B" * 4096
+    finally:
+        f.close()
+        g.close()
+    assert _read(mount.p("v")) == b"B" * size
