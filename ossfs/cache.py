@@ -1096,16 +1096,26 @@ class Cache:
             if sf.fd is not None:
                 os.close(sf.fd)
                 sf.fd = None
-        if not sf.detached:
-            sf.persist(if_changed=True)
-        with sf.lock:
-            sf._close_journal_locked()
+        failure: Optional[BaseException] = None
+        try:
+            if not sf.detached:
+                sf.persist(if_changed=True)
+            with sf.lock:
+                sf._close_journal_locked()
+        except Exception as exc:  # noqa: BLE001 - unregistered first, raised below
+            failure = exc
         with self._lock:
-            if sf.rec.open_count:
-                return sf.rec.open_count
-            self._live.pop(sf.rec.file_id, None)
-            if self._open.get(sf.key) is sf:
-                del self._open[sf.key]
+            reopened = sf.rec.open_count
+            if not reopened:
+                # closed: unregistered even when its record could not be saved, so
+                # that it can be evicted and the next open starts afresh
+                self._live.pop(sf.rec.file_id, None)
+                if self._open.get(sf.key) is sf:
+                    del self._open[sf.key]
+        if failure is not None:
+            raise failure
+        if reopened:
+            return reopened
         if sf.detached or (sf.superseded and not sf.dirty):
             self._forget(sf.rec)
         return 0
@@ -1140,6 +1150,21 @@ class Cache:
             finally:
                 self.release(sf)
 
+    def forget_bases_closed(self, key: str) -> None:
+        """Closed dirty staged files of ``key`` fetch what they miss of the object they
+        were staged from (:meth:`StagedFile.forget_base`), while it still exists: a
+        rename is about to delete it."""
+        with self._lock:
+            recs = [r for r in self._recs_for(key) if r.file_id not in self._live and r.dirty]
+        for rec in recs:
+            sf = self.open_dirty(key, rec.file_id)
+            if sf is None:
+                continue  # uploaded (or replaced) since the list was made
+            try:
+                sf.forget_base()
+            finally:
+                self.release(sf)
+
     def discard_key(self, key: str) -> "Discard":
         """The object is being deleted (or renamed over): take its staged copies away
         from the key, and wait for an upload of one that is under way (a close, the
@@ -1154,7 +1179,8 @@ class Cache:
         with self._lock:
             sf = self._open.pop(key, None)
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live]
-            superseded = [o for o in self._live.values() if o.superseded and o.key == key]
+            superseded = [o for o in self._live.values()
+                          if o.superseded and o.key == key and not o.detached]
             detached = superseded + ([sf] if sf is not None else [])
             for old in detached:
                 self._hold(old)  # alive until commit or undo, whatever its handles do
@@ -1346,7 +1372,8 @@ class Discard:
     hidden, their rows and files still on disk).  Exactly one of :meth:`commit` and
     :meth:`undo` is called.  A crash in between leaves the closed records' rows, so the
     next mount treats them as any dirty file left behind (a conflict copy if the key
-    changed meanwhile): nothing is lost."""
+    changed meanwhile); an open file's row went at the detach, so its unsent changes
+    are lost with the crash, as for an ``rm`` of an open file that succeeded."""
 
     def __init__(self, cache: Cache, key: str, registered: Optional[StagedFile], detached: list, records: list):
         self.cache = cache

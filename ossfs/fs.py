@@ -663,13 +663,13 @@ class FileSystem:
                 entry = self.ns.lookup(path, fresh=True)
             if entry.is_dir:
                 raise FsError(errno.EISDIR)
-            self._kernel_sees(path, entry, before)
             # A writer of a large object (appending to a log) needs none of its bytes
             # staged: the upload copies untouched parts server-side.  Readers and
             # writers of smaller files get the whole file fetched in the background.
             writer_only = (flags & os.O_ACCMODE == os.O_WRONLY and entry.info is not None
                            and entry.info.size >= self.cache.uploader.multipart_threshold)
             sf = self.cache.open(key, entry.info, head_bytes=first, fill=not writer_only)
+            self._kernel_sees(path, entry, before)
         try:
             with sf.lock:
                 if sf.attr is None:
@@ -692,15 +692,28 @@ class FileSystem:
         file's attributes (a stale size would cut reads short) and pages (a
         replacement of the same size within the same second would be invisible)."""
         etag = entry.info.etag if entry.info is not None else None
+        prev = self._note_opened_version(path, etag)
+        told = before.info.etag if before is not None and before.info is not None else None
+        if (prev is not None and prev != etag) or (told is not None and told != etag):
+            self._invalidate_kernel(path)
+
+    def _note_opened_version(self, path: str, etag: Optional[str]) -> Optional[str]:
+        """Remember ``etag`` as the version of ``path`` the kernel holds; returns the one before."""
         with self._lock:
             prev = self._opened_versions.pop(path, None)
             self._opened_versions[path] = etag
             if len(self._opened_versions) > OPENED_VERSIONS_MAX:
                 self._opened_versions.popitem(last=False)
-        told = before.info.etag if before is not None and before.info is not None else None
-        if ((prev is not None and prev != etag) or (told is not None and told != etag)) \
-                and self.kernel_invalidate is not None:
+        return prev
+
+    def _invalidate_kernel(self, path: str) -> None:
+        """kernel_invalidate, best effort: a failure costs freshness, never the call."""
+        if self.kernel_invalidate is None:
+            return
+        try:
             self.kernel_invalidate(path)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not make the kernel drop its cache of %s: %s", path, exc)
 
     def read(self, path: str, size: int, offset: int, fh) -> bytes:
         h = self._handle(fh)
@@ -766,7 +779,12 @@ class FileSystem:
         next flush or the background uploader)."""
         for _ in range(HEADER_ROUNDS):
             if not self._upload_once(sf):
-                return
+                break
+        with sf.lock:
+            etag, clean, key = sf.rec.etag, not sf.rec.dirty, sf.rec.key
+        if clean and etag is not None:
+            # what the kernel's pages hold is this mount's own upload: still valid
+            self._note_opened_version("/" + key, etag)
 
     def _upload_once(self, sf: StagedFile) -> bool:
         """One upload of ``sf`` if dirty; True if one was made."""
@@ -859,9 +877,9 @@ class FileSystem:
             log.error("%s is kept in the cache with its unsent changes: %s", path, exc)
         finally:
             remaining = self.cache.release(sf)
-        if sf.superseded and not remaining and self.kernel_invalidate is not None:
+        if sf.superseded and not remaining:
             # the pages this older version's handles read must not serve later opens
-            self.kernel_invalidate(h.path)
+            self._invalidate_kernel(h.path)
 
     def unlink(self, path: str) -> None:
         attr, entry = self._attr(path)
@@ -949,14 +967,17 @@ class FileSystem:
                 except NotFound:
                     if sf is None and self.cache.dirty_record(okey) is None:
                         raise FsError(errno.ENOENT)
+            # dirty copies of the source fetch what they miss while the old object
+            # exists (the last step that needs the bucket before the point of no return)
+            if sf is not None and sf.dirty:
+                sf.forget_base()
+            self.cache.forget_bases_closed(okey)
         except BaseException:
             discard.undo()  # nothing was renamed: the replaced file keeps its unsent changes
             raise
         discard.commit()
         if sf is not None:
-            if sf.dirty:
-                sf.forget_base()  # fetch what is missing while the old object exists
-            elif info is not None:
+            if info is not None and not sf.dirty:
                 with sf.lock:
                     sf.rec.etag = info.etag
             self.cache.rekey(sf, nkey)
@@ -968,10 +989,6 @@ class FileSystem:
         okey, nkey = key_of(old), key_of(new)
         objects = self.ns.walk_keys(old)
         pairs = [(o.key, nprefix + o.key[len(oprefix):], o) for o in objects]
-        # every new key must fit, not only the directory's own: refuse before copying
-        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8"))
-        if any(len(dst.encode("utf-8", "surrogateescape")) > room for _, dst, _ in pairs):
-            raise FsError(errno.ENAMETOOLONG)
         doomed = []
         if entry is not None and entry.form == LEGACY:
             pairs.append((okey, nkey, None))
@@ -981,6 +998,10 @@ class FileSystem:
             # an s3fs/Hadoop "name_$folder$" beside a directory that also has children
             # or a "name/" marker: it names the old directory and goes with it
             doomed.append(okey + FOLDER_SUFFIX)
+        # every new key must fit, not only the directory's own: refuse before copying
+        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8"))
+        if any(len(dst.encode("utf-8", "surrogateescape")) > room for _, dst, _ in pairs):
+            raise FsError(errno.ENAMETOOLONG)
         # Open files below follow the rename; dirty ones first fetch what they miss.
         moving = [sf for sf in self.cache.open_files() if sf.key.startswith(oprefix) and not sf.detached]
         for sf in moving:

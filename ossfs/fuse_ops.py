@@ -202,6 +202,10 @@ class FuseOperations(mfusepy.Operations):
         self.fs = fs
         self.kernel = kernel
         self._on_ready = on_ready
+        # Whether the core may tell the kernel to drop a file's caches from inside a
+        # request (run_fuse turns it off for a single-threaded loop: the notification
+        # can wait on pages whose READ only that one thread would answer).
+        self.kernel_notify = True
         self.initialized = False  # FUSE init ran: the kernel accepted the mount
         self.destroyed = False    # destroy ran: unmounted and dirty data handed to the core
         self._dir_lock = threading.Lock()
@@ -222,7 +226,8 @@ class FuseOperations(mfusepy.Operations):
             # Check size/mtime on every open (close-to-open), not only after attr_timeout.
             config.ac_attr_timeout_set = 1
             config.ac_attr_timeout = 0.0
-        self.fs.kernel_invalidate = _invalidate_path
+        if self.kernel_notify:
+            self.fs.kernel_invalidate = _invalidate_path
         if conn is not None:
             conn.max_write = min(conn.max_write or self.kernel.max_request, self.kernel.max_request)
             # libfuse3 refuses to mount unless this equals the max_read mount option
@@ -535,6 +540,7 @@ def run_fuse(operations: FuseOperations, mountpoint: str, *, options: dict,
     is signalled.  Returns after ``destroy``; raises ``RuntimeError`` if libfuse
     could not mount."""
     logging.getLogger("mfusepy").setLevel(logging.DEBUG if fuse_debug else logging.WARNING)
+    operations.kernel_notify = not single_thread
     try:
         _Fuse(operations, mountpoint, foreground=True, nothreads=single_thread, debug=fuse_debug,
               raw_fi=False, **options)

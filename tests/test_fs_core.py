@@ -1573,3 +1573,40 @@ def test_reading_an_open_file_another_client_deleted_is_estale(make_fs, store):
     store.delete("big")
     assert errno_of(fs.read, "/big", 10, 2 << 20, fh) == errno.ESTALE
     fs.release("/big", fh)
+
+
+def test_a_failed_rm_does_not_bring_back_a_version_an_earlier_rm_removed(make_fs, store):
+    fs = make_fs(retries=0)
+    write_file(fs, "/f", b"v1")
+    a = fs.open("/f", os.O_RDWR, ME)
+    store.put("f", b"v2 other client")
+    b = fs.open("/f", os.O_RDONLY, ME)          # a's version is superseded
+    fs.write("/f", b"A-stale", 0, a)
+    fs.unlink("/f")                            # both versions detached
+    write_file(fs, "/f", b"new")
+    store.fail_next("DeleteObject", TransientError("down"), times=1)
+    assert errno_of(fs.unlink, "/f") == errno.EIO
+    fs.release("/f", b)
+    fs.flush("/f", a)
+    fs.release("/f", a)
+    assert store.peek("f") == b"new"
+
+
+def test_a_rename_that_fails_fetching_the_source_keeps_the_replaced_file(make_fs, store):
+    """The source is a dirty file staged sparsely: before the old object goes, it must
+    fetch what it misses; when that fails, the file the rename would replace keeps
+    its unsent changes."""
+    fs = make_fs(retries=0)
+    _leave_dirty(fs, store, "/u", b"unsent u")
+    store.put("s", b"x" * (3 << 20))
+    h = fs.open("/s", os.O_WRONLY, ME)
+    fs.write("/s", b"y", 0, h)
+    store.fail_next("GetObject", TransientError("down"), times=20)
+    assert errno_of(fs.rename, "/s", "/u") == errno.EIO
+    store._failures.clear()
+    assert read_file(fs, "/u") == b"unsent u"
+    fs.flush("/s", h)
+    fs.release("/s", h)
+    fs.destroy()
+    assert store.peek("u") == b"unsent u"
+    assert store.peek("s") == b"y" + b"x" * ((3 << 20) - 1)
