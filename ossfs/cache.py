@@ -885,6 +885,10 @@ class Cache:
     def _forget(self, rec: IndexRecord) -> None:
         with self._lock:
             self._drop(rec.file_id)
+        self._delete_files(rec)
+
+    def _delete_files(self, rec: IndexRecord) -> None:
+        """Delete the index row, staged file and journal of ``rec`` (no longer in the table)."""
         self._index.delete(rec.file_id)
         _unlink(os.path.join(self.files_dir, rec.file_id))
         _unlink(os.path.join(self.files_dir, rec.file_id + JOURNAL_SUFFIX))
@@ -1136,24 +1140,24 @@ class Cache:
         """Closed staged files follow a rename: a dirty one fetches what it misses from
         the old object (still there) and moves to ``new_key``; clean ones are dropped."""
         with self._lock:
-            recs = [r for r in self._recs_for(old_key) if r.file_id not in self._live]
-        for rec in recs:
-            if not rec.dirty:
-                self._forget(rec)
-                continue
-            sf = self.open_dirty(old_key, rec.file_id)
-            if sf is None:
-                continue  # uploaded (or replaced) since the list was made
-            try:
-                sf.forget_base()
-                self.rekey(sf, new_key)
-            finally:
-                self.release(sf)
+            clean = [r for r in self._recs_for(old_key) if r.file_id not in self._live and not r.dirty]
+        for rec in clean:
+            self._forget(rec)
+
+        def move(sf: StagedFile) -> None:
+            sf.forget_base()
+            self.rekey(sf, new_key)
+
+        self._each_closed_dirty(old_key, move)
 
     def forget_bases_closed(self, key: str) -> None:
         """Closed dirty staged files of ``key`` fetch what they miss of the object they
         were staged from (:meth:`StagedFile.forget_base`), while it still exists: a
         rename is about to delete it."""
+        self._each_closed_dirty(key, StagedFile.forget_base)
+
+    def _each_closed_dirty(self, key: str, fn: Callable[[StagedFile], None]) -> None:
+        """``fn(sf)`` for each closed dirty staged file of ``key``, opened for the call."""
         with self._lock:
             recs = [r for r in self._recs_for(key) if r.file_id not in self._live and r.dirty]
         for rec in recs:
@@ -1161,7 +1165,7 @@ class Cache:
             if sf is None:
                 continue  # uploaded (or replaced) since the list was made
             try:
-                sf.forget_base()
+                fn(sf)
             finally:
                 self.release(sf)
 
@@ -1385,9 +1389,7 @@ class Discard:
     def commit(self) -> None:
         """The delete or copy succeeded: the staged copies go for good."""
         for rec in self.records:
-            self.cache._index.delete(rec.file_id)
-            _unlink(os.path.join(self.cache.files_dir, rec.file_id))
-            _unlink(os.path.join(self.cache.files_dir, rec.file_id + JOURNAL_SUFFIX))
+            self.cache._delete_files(rec)
         for sf in self.detached:
             self.cache.release(sf)  # the last release deletes a detached file
 

@@ -364,11 +364,15 @@ class FileSystem:
             raise FsError(errno.EILSEQ)
         if key.endswith(FOLDER_SUFFIX):
             raise FsError(errno.EINVAL)  # s3fs's directory marker: it would show as a directory
-        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8")) - (1 if is_dir else 0)
-        if len(key.encode("utf-8", "surrogateescape")) > room:
+        if self._key_too_long(key + ("/" if is_dir else "")):
             raise FsError(errno.ENAMETOOLONG)
         if len(posixpath.basename(path).encode("utf-8", "surrogateescape")) > MAX_NAME:
             raise FsError(errno.ENAMETOOLONG)
+
+    def _key_too_long(self, key: str) -> bool:
+        """True when ``key`` with the mount's prefix exceeds MAX_KEY bytes."""
+        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8"))
+        return len(key.encode("utf-8", "surrogateescape")) > room
 
     def _handle(self, fh) -> Handle:
         with self._lock:
@@ -399,8 +403,6 @@ class FileSystem:
         if path != "/":
             if any(len(c.encode("utf-8", "surrogateescape")) > MAX_NAME for c in path.split("/")):
                 raise FsError(errno.ENAMETOOLONG)  # such names exist in buckets but no path reaches them
-            if not is_utf8(path):
-                raise FsError(errno.ENOENT)  # no object key is named so
             sf = self._open_sf(path)
             if sf is not None:
                 with sf.lock:
@@ -935,24 +937,22 @@ class FileSystem:
                 self.rmdir(new)  # ENOTEMPTY when it has children
             elif src_dir:
                 raise FsError(errno.ENOTDIR)
+        done = False
         try:
             if src_dir:
                 self._rename_dir(old, new, src_entry)
             else:
                 self._rename_file(old, new, src_entry)
-        except BaseException:
-            # A rename that failed part way may have copied some objects and deleted
-            # others: what is cached of either name (the destination's "missing"
-            # entry above all, which would let the next rename merge into a tree
-            # that exists by now) is looked up again.
+            done = True
+        finally:
+            # After a failure part way (some objects copied, others deleted), both
+            # names are looked up again: the destination's "missing" entry above all,
+            # which would let the next rename merge into a tree that exists by now.
             self.ns.forget_tree(old)
-            self.ns.forget(old)
+            self.ns.forget(old, missing=done)
             self.ns.forget_tree(new)
-            self.ns.forget(new)
-            raise
-        self.ns.forget_tree(old)
-        self.ns.forget(old, missing=True)
-        self.ns.forget_tree(new)
+            if not done:
+                self.ns.forget(new)
         self._forget_implicit_parent(old)
 
     def _rename_file(self, old: str, new: str, entry: Optional[Entry] = None) -> None:
@@ -999,8 +999,7 @@ class FileSystem:
             # or a "name/" marker: it names the old directory and goes with it
             doomed.append(okey + FOLDER_SUFFIX)
         # every new key must fit, not only the directory's own: refuse before copying
-        room = MAX_KEY - len(getattr(self.store, "prefix", "").encode("utf-8"))
-        if any(len(dst.encode("utf-8", "surrogateescape")) > room for _, dst, _ in pairs):
+        if any(self._key_too_long(dst) for _, dst, _ in pairs):
             raise FsError(errno.ENAMETOOLONG)
         # Open files below follow the rename; dirty ones first fetch what they miss.
         moving = [sf for sf in self.cache.open_files() if sf.key.startswith(oprefix) and not sf.detached]

@@ -166,21 +166,23 @@ def _ns_times(attrs):
     return attrs
 
 
+_fuse_invalidate_path = getattr(mfusepy._libfuse, "fuse_invalidate_path", None)  # libfuse >= 3.1
+if _fuse_invalidate_path is not None:
+    _fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    _fuse_invalidate_path.restype = ctypes.c_int
+
+
 def _invalidate_path(path: str) -> None:
     """Make the kernel forget the attributes and cached pages of ``path`` (libfuse's
     ``fuse_invalidate_path``: FUSE_NOTIFY_INVAL_INODE of the whole file).  Called by the
     core from a request handler (it needs the request's ``struct fuse``) when an open
     finds another version of the object than the kernel may hold; a path the kernel
     has not looked up is nothing to forget."""
-    lib = mfusepy._libfuse
-    fn = getattr(lib, "fuse_invalidate_path", None)
-    if fn is None:
+    if _fuse_invalidate_path is None:
         return
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    fn.restype = ctypes.c_int
-    fuse_ptr = lib.fuse_get_context().contents.fuse
+    fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
     if fuse_ptr:
-        err = fn(ctypes.c_void_p(fuse_ptr), path.encode("utf-8", "surrogateescape"))
+        err = _fuse_invalidate_path(ctypes.c_void_p(fuse_ptr), path.encode("utf-8", "surrogateescape"))
         if err and err != -errno.ENOENT:
             log.debug("kernel cache of %r not invalidated: %s", path, os.strerror(-err))
 

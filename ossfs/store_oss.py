@@ -863,9 +863,9 @@ class OssStore:
         the server would delete a different key and report success.  Such keys are
         deleted one by one, and so is every key of a batch that the answer does not
         list as deleted: the call succeeds only when each of ``keys`` is gone."""
-        keys = list(keys)
-        singles = [k for k in keys if _XML_UNSAFE.search(k)]
-        batchable = [k for k in keys if not _XML_UNSAFE.search(k)]
+        singles, batchable = [], []
+        for k in keys:
+            (singles if _XML_UNSAFE.search(k) else batchable).append(k)
         for i in range(0, len(batchable), 1000):
             batch = batchable[i:i + 1000]
             full = [self._k(k) for k in batch]
