@@ -96,7 +96,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
@@ -563,6 +563,15 @@ class FileSystem:
         self._put_entry(path, key_of(path) + "/", b"", attr, DIR_CONTENT_TYPE, MARKER)
 
     def rmdir(self, path: str) -> None:
+        self.store.delete_many(self._empty_dir_keys(path))
+        self.ns.forget(path, missing=True)
+        self._forget_implicit_parent(path)
+
+    def _empty_dir_keys(self, path: str) -> list:
+        """The keys that make up the empty directory ``path`` (its marker in every form
+        s3fs and ossfs 1.x write): what ``rmdir`` deletes.  ENOTDIR when it is not a
+        directory, ENOTEMPTY when it has children (in the bucket, open here, or staged
+        and not sent yet)."""
         if path == "/":
             raise FsError(errno.EBUSY)
         entry = self.ns.lookup(path)
@@ -577,9 +586,7 @@ class FileSystem:
         doomed = [key + "/", key + FOLDER_SUFFIX]
         if entry.form == LEGACY:
             doomed.append(key)
-        self.store.delete_many(doomed)
-        self.ns.forget(path, missing=True)
-        self._forget_implicit_parent(path)
+        return doomed
 
     # --- files ---
 
@@ -927,6 +934,7 @@ class FileSystem:
         src_dir = stat.S_ISDIR(src.mode)
         if src_dir and new.startswith(old + "/"):
             raise FsError(errno.EINVAL)
+        replaced = []
         dst = self._exists(new)
         if dst is not None:
             if flags & RENAME_NOREPLACE:
@@ -934,13 +942,15 @@ class FileSystem:
             if stat.S_ISDIR(dst.mode):
                 if not src_dir:
                     raise FsError(errno.EISDIR)
-                self.rmdir(new)  # ENOTEMPTY when it has children
+                # ENOTEMPTY when it has children; its markers go once the tree is
+                # copied, so that a rename failing part way leaves it in place
+                replaced = self._empty_dir_keys(new)
             elif src_dir:
                 raise FsError(errno.ENOTDIR)
         done = False
         try:
             if src_dir:
-                self._rename_dir(old, new, src_entry)
+                self._rename_dir(old, new, src_entry, replaced)
             else:
                 self._rename_file(old, new, src_entry)
             done = True
@@ -984,7 +994,10 @@ class FileSystem:
         self.cache.rekey_closed(okey, nkey)
         self.store.delete(okey)
 
-    def _rename_dir(self, old: str, new: str, entry: Optional[Entry]) -> None:
+    def _rename_dir(self, old: str, new: str, entry: Optional[Entry], replaced: Iterable[str] = ()) -> None:
+        """Copy every object of the tree ``old`` to ``new``, then delete the old keys and
+        ``replaced`` (the markers of the empty directory ``new`` replaces) except those
+        the copies wrote."""
         oprefix, nprefix = dir_prefix(old), dir_prefix(new)
         okey, nkey = key_of(old), key_of(new)
         objects = self.ns.walk_keys(old)
@@ -1020,7 +1033,8 @@ class FileSystem:
         for rec in self.cache.dirty_entries():
             if rec.key.startswith(oprefix):
                 self.cache.rekey_closed(rec.key, nprefix + rec.key[len(oprefix):])
-        self.store.delete_many([src for src, _, _ in pairs] + doomed)
+        written = {dst for _, dst, _ in pairs}
+        self.store.delete_many([src for src, _, _ in pairs] + doomed + [k for k in replaced if k not in written])
 
     # --- attributes ---
 

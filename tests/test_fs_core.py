@@ -1421,6 +1421,34 @@ def test_failed_directory_rename_leaves_nothing_cached_about_either_name(make_fs
     assert read_file(fs, "/other/mine") == b"mine"
 
 
+def test_failed_rename_over_an_empty_directory_keeps_it(make_fs, store):
+    """The empty directory a rename replaces goes only after the tree was copied: when
+    the copies fail, it is still there, with its attributes."""
+    fs = make_fs(retries=0)
+    fs.mkdir("/src", 0o755, ME)
+    write_file(fs, "/src/f", b"f")
+    fs.mkdir("/dst", 0o700, ME)
+    store.fail_next("CopyObject", TransientError("down"))
+    assert errno_of(fs.rename, "/src", "/dst") == errno.EIO
+    assert "dst/" in store.keys()
+    assert stat.S_IMODE(fs.getattr("/dst")["st_mode"]) == 0o700
+    assert read_file(fs, "/src/f") == b"f"
+    fs.rename("/src", "/dst")
+    assert sorted(k for k in store.keys() if k.startswith(("src", "dst"))) == ["dst/", "dst/f"]
+    assert stat.S_IMODE(fs.getattr("/dst")["st_mode"]) == 0o755
+
+
+def test_rename_over_an_empty_directory_of_another_form_deletes_its_marker(fs, store):
+    """An s3fs "dst_$folder$" marker of the replaced directory does not survive the
+    rename beside the moved tree's "dst/"."""
+    store.put("dst_$folder$", b"")
+    fs.mkdir("/src", 0o755, ME)
+    write_file(fs, "/src/f", b"f")
+    fs.rename("/src", "/dst")
+    assert sorted(k for k in store.keys() if k.startswith(("src", "dst"))) == ["dst/", "dst/f"]
+    assert read_file(fs, "/dst/f") == b"f"
+
+
 def test_directory_rename_checks_every_new_key_length_before_copying(fs, store):
     fs.mkdir("/a", 0o755, ME)
     fs.mkdir("/a/" + "d" * 250, 0o755, ME)
