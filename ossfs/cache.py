@@ -277,7 +277,8 @@ class StagedFile:
         self.closing = False
         self.uploading = False
         self.progress = (0, 0)
-        self.attr = None                    # GUARDED_BY(lock): the open file's meta.Attr, owned by fs.py
+        self.attr = None                    # GUARDED_BY(lock): the open file's stored meta.Attr, owned by fs.py
+        self.meta_extra: dict = {}          # GUARDED_BY(lock): its other headers, owned by fs.py
         self.unsent = 0                     # GUARDED_BY(lock): bytes written since the last upload
         self._seq_end = -1                  # read-ahead state
         self._window = READAHEAD_MIN

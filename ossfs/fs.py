@@ -100,7 +100,8 @@ from typing import Callable, Iterable, Optional
 
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
-from .meta import DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, meta_from_attr
+from .meta import (DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, meta_from_attr, shown_attr,
+                   stored_defaults)
 from .metacache import MetaCache
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, is_utf8, join, key_of)
@@ -193,6 +194,7 @@ class FileSystem:
             file_mode=_opt(config, "default_file_mode", 0o644),
             dir_mode=_opt(config, "default_dir_mode", 0o755),
             umask=umask, force_uid=uid_opt is not None, force_gid=gid_opt is not None)
+        self.stored_defaults = stored_defaults(self.defaults)  # decodes what headers hold (meta.py)
         if "mp_umask" in _opt(config, "explicit", ()):
             root_mode = 0o777 & ~_opt(config, "mp_umask", 0)
         else:
@@ -301,7 +303,7 @@ class FileSystem:
                     return None
                 staged_from = sf.rec.etag
                 if sf.attr is None:  # shown with these attributes while it is sent
-                    sf.attr = self._record_attr(sf.rec)
+                    self._stage_attr(sf, self._record_attr(sf.rec), sf.rec.meta)
             target = key
             if file_id in self._unchecked:
                 try:
@@ -407,17 +409,49 @@ class FileSystem:
             if sf is not None:
                 with sf.lock:
                     if sf.attr is not None:
-                        return replace(sf.attr, size=sf.rec.size), None
+                        return self._shown_staged(sf), None
             rec = self.cache.dirty_record(key_of(path))
             if rec is not None:
-                return self._record_attr(rec), None
+                return self._shown(self._record_attr(rec)), None
         entry = self.ns.lookup(path)
         return entry.attr, entry
 
     def _record_attr(self, rec) -> Attr:
-        """Attributes of a closed file whose changes are not in the bucket yet."""
+        """Stored attributes (see :meth:`_stored_attr`) of a closed file whose changes
+        are not in the bucket yet: its record carries the headers."""
         info = ObjectInfo(rec.key, rec.size, rec.etag or "", rec.last_use, rec.content_type, dict(rec.meta))
-        return attr_from_info(info, self.defaults, False)
+        return attr_from_info(info, self.stored_defaults, False)
+
+    def _stored_attr(self, entry: Entry) -> Attr:
+        """The attributes ``entry``'s headers hold: what a change of some of them (chmod,
+        a rewrite's new mtime) starts from and writes back.  ``entry.attr`` is what
+        ``stat`` shows, with the mount's umask and forced owners applied (meta.py)."""
+        if entry.info is None or entry.info.meta is None:
+            if entry.form == IMPLICIT:  # no headers: the mount's defaults, unmasked
+                return replace(entry.attr, mode=stat.S_IFDIR | (self.defaults.dir_mode & 0o7777),
+                               uid=self.defaults.uid, gid=self.defaults.gid)
+            return replace(entry.attr, xattrs=dict(entry.attr.xattrs))
+        return attr_from_info(entry.info, self.stored_defaults, entry.form != FILE)
+
+    def _shown(self, attr: Attr) -> Attr:
+        return shown_attr(attr, self.defaults)
+
+    def _shown_staged(self, sf: StagedFile) -> Attr:
+        """What ``stat`` shows for an open or unsent file (caller holds ``sf.lock``)."""
+        return self._shown(replace(sf.attr, size=sf.rec.size))
+
+    @staticmethod
+    def _stage_attr(sf: StagedFile, attr: Attr, meta: Optional[dict]) -> None:
+        """Set the stored attributes of staged file ``sf`` (caller holds ``sf.lock``)
+        and keep the headers beyond them (another tool's ``x-oss-meta-*``) from
+        ``meta``, the object's or the record's, for its uploads to carry on."""
+        sf.attr = attr
+        sf.meta_extra = {k: v for k, v in (meta or {}).items() if k not in _CANONICAL}
+
+    def _upload_meta(self, sf: StagedFile, attr: Attr) -> dict:
+        """The headers an upload of ``sf`` with attributes ``attr`` carries (caller
+        holds ``sf.lock``)."""
+        return {**sf.meta_extra, **meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta)}
 
     def _exists(self, path: str) -> Optional[Attr]:
         try:
@@ -491,7 +525,7 @@ class FileSystem:
             if h is not None:
                 with h.sf.lock:
                     if h.sf.attr is not None:
-                        return self._stat(replace(h.sf.attr, size=h.sf.rec.size))
+                        return self._stat(self._shown_staged(h.sf))
         return self._stat(self._attr(path)[0])
 
     def readdir(self, path: str, fh=None) -> list:
@@ -504,14 +538,14 @@ class FileSystem:
         prefix = dir_prefix(path)
         for rec in self.cache.dirty_closed():
             if rec.key.startswith(prefix) and "/" not in rec.key[len(prefix):]:
-                out[rec.key[len(prefix):]] = self._stat(self._record_attr(rec))
+                out[rec.key[len(prefix):]] = self._stat(self._shown(self._record_attr(rec)))
         for sf in self.cache.open_files():
             key = sf.key
             if sf.detached or not key.startswith(prefix) or "/" in key[len(prefix):]:
                 continue
             with sf.lock:
                 if sf.attr is not None:
-                    out[key[len(prefix):]] = self._stat(replace(sf.attr, size=sf.rec.size))
+                    out[key[len(prefix):]] = self._stat(self._shown_staged(sf))
         return [(".", self._stat(attr)), ("..", None)] + sorted(out.items())
 
     def statfs(self, path: str) -> dict:
@@ -615,6 +649,13 @@ class FileSystem:
 
     def readlink(self, path: str) -> str:
         attr, entry = self._attr(path)
+        try:
+            return self._link_target(path, attr, entry)
+        except (PreconditionFailed, NotFound):
+            entry = self.ns.lookup(path, fresh=True)  # re-pointed or removed since cached: look again
+            return self._link_target(path, entry.attr, entry)
+
+    def _link_target(self, path: str, attr: Attr, entry: Optional[Entry]) -> str:
         if not stat.S_ISLNK(attr.mode):
             raise FsError(errno.EINVAL)
         if attr.symlink_target is not None:
@@ -645,7 +686,7 @@ class FileSystem:
             if sf.size:
                 sf.truncate(0)  # a stale staged copy of a name that no longer exists
             with sf.lock:
-                sf.attr = attr
+                self._stage_attr(sf, attr, None)
         except BaseException:
             self.cache.release(sf)
             raise
@@ -659,7 +700,7 @@ class FileSystem:
             entry = None
             with sf.lock:
                 if sf.attr is None:
-                    sf.attr = self._record_attr(sf.rec)
+                    self._stage_attr(sf, self._record_attr(sf.rec), sf.rec.meta)
         else:
             # Close-to-open: always ask the bucket.  A file opened for reading with
             # nothing staged is asked with a GET of its first bytes (one request for
@@ -684,7 +725,7 @@ class FileSystem:
                 if sf.attr is None:
                     if entry is None:
                         entry = self.ns.lookup(path)
-                    sf.attr = replace(entry.attr, xattrs=dict(entry.attr.xattrs))
+                    self._stage_attr(sf, self._stored_attr(entry), entry.info.meta if entry.info else None)
                     sf.rec.content_type = sf.rec.content_type or entry.content_type
             if flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY and sf.size:
                 self._truncate_sf(sf, 0)
@@ -800,9 +841,8 @@ class FileSystem:
         with sf.lock:
             if not sf.rec.dirty or sf.detached or sf.attr is None:
                 return False
-            attr = replace(sf.attr, size=sf.rec.size)
+            meta = self._upload_meta(sf, replace(sf.attr, size=sf.rec.size))
             ctype = sf.rec.content_type or self._content_type(sf.key)
-        meta = meta_from_attr(attr)
         sf.set_meta(meta, content_type=ctype)
         attempt = 0
         origin, moved = sf.key, None
@@ -1056,8 +1096,11 @@ class FileSystem:
                 finally:
                     self.cache.release(closed)
         for attempt in (0, 1):
-            entry = self.ns.lookup(path, fresh=attempt > 0)
-            attr = replace(change(replace(entry.attr, xattrs=dict(entry.attr.xattrs))), ctime_ns=now)
+            # Headers are read, changed and written back whole; the copy is pinned to
+            # the ETag, which another client's change of headers alone keeps: ask the
+            # bucket unless this entry was learnt just now.
+            entry = self.ns.lookup(path, fresh=True) if attempt else self.ns.lookup_recent(path)
+            attr = replace(change(self._stored_attr(entry)), ctime_ns=now)
             meta = {k: v for k, v in ((entry.info.meta if entry.info else None) or {}).items()
                     if k not in _CANONICAL}
             meta.update(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
@@ -1078,7 +1121,7 @@ class FileSystem:
             self.ns.remember(new_entry)
             if sf is not None:
                 with sf.lock:
-                    sf.attr = replace(new_entry.attr)
+                    self._stage_attr(sf, attr, meta)
                     if sf.rec.etag == entry.etag:
                         sf.rec.etag = info.etag
             return
@@ -1093,10 +1136,9 @@ class FileSystem:
             if not sf.rec.dirty or sf.detached:
                 return False
             if sf.attr is None:
-                sf.attr = self._record_attr(sf.rec)
+                self._stage_attr(sf, self._record_attr(sf.rec), sf.rec.meta)
             sf.attr = replace(change(sf.attr), ctime_ns=now)
-            attr = replace(sf.attr, size=sf.rec.size)
-            sf.set_meta(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
+            sf.set_meta(self._upload_meta(sf, replace(sf.attr, size=sf.rec.size)))
         return True
 
     def chmod(self, path: str, mode: int, ctx: Optional[Ctx] = None) -> None:

@@ -31,6 +31,11 @@ Decisions (documented here because users see them):
   headers say, as s3fs and ossfs 1.x do; symlinks stay 0777.
 * **uid=/gid=** given explicitly (``Defaults.force_uid``/``force_gid``) override the
   headers for every entry, as s3fs does; otherwise they only fill in missing ones.
+* umask and forced owners change what the mount **shows**, never what it **writes**:
+  :func:`attr_from_info` with :func:`stored_defaults` gives the attributes the headers
+  hold, which a chmod, a chown or a rewrite changes and writes back, and
+  :func:`shown_attr` turns them into what ``stat`` reports (a mount with ``umask=077``
+  that touches a file must not make it 0600 for every other client).
 * **Sizes**: directories report 4096 (like ext4 and s3fs), so tools that treat a
   zero-size entry as empty or special do not misbehave; files and symlinks report
   the object size (a symlink whose target lives in the headers reports the target's
@@ -59,7 +64,7 @@ import math
 import re
 import stat
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional
 
 from .store import ObjectInfo
@@ -130,7 +135,7 @@ def format_time(ns: int) -> str:
     return "%d.%09d" % (sec, frac)
 
 
-def _is_decimal(s: str) -> bool:
+def is_decimal(s: str) -> bool:
     """``s`` is one or more ASCII digits (``str.isdigit`` alone also takes other
     scripts' digits and superscripts, which ``int`` refuses or reads differently)."""
     return s.isascii() and s.isdigit()
@@ -141,7 +146,7 @@ def parse_time(s: Optional[str]) -> Optional[int]:
     if s is None:
         return None
     s = s.strip()
-    if _is_decimal(s):
+    if is_decimal(s):
         ns = int(s) * NS  # whole seconds, as s3fs and ossfs 1.x write them: the common case
     elif (m := _TIMESPEC.fullmatch(s)):
         sec = int(m.group(1))
@@ -211,7 +216,7 @@ def decode_symlink_target(s: Optional[str]) -> Optional[str]:
     if not s or not s.startswith(_SYMLINK_PREFIX):
         return None
     length, sep, encoded = s[len(_SYMLINK_PREFIX):].partition(":")
-    if not sep or not _is_decimal(length):
+    if not sep or not is_decimal(length):
         log.debug("ignoring malformed symlink-target header")
         return None
     raw = urllib.parse.unquote_to_bytes(encoded)
@@ -230,7 +235,7 @@ def _decimal_field(meta: Mapping[str, str], name: str, limit: int) -> Optional[i
     if value is None:
         return None
     value = value.strip()
-    if _is_decimal(value):
+    if is_decimal(value):
         number = int(value)
         if number <= limit:
             return number
@@ -292,18 +297,37 @@ def _resolve_mode(raw: Optional[int], defaults: Defaults, is_dir: bool) -> int:
         ftype = stat.S_IFREG
     if ftype == stat.S_IFLNK:
         return stat.S_IFLNK | 0o777
-    return ftype | (stat.S_IMODE(perms) & ~defaults.umask)
+    return ftype | stat.S_IMODE(perms)
+
+
+def stored_defaults(defaults: Defaults) -> Defaults:
+    """``defaults`` without what only changes how entries are shown (umask, forced
+    owners): decoding with it gives the attributes the headers hold."""
+    return replace(defaults, umask=0, force_uid=False, force_gid=False)
+
+
+def shown_attr(attr: Attr, defaults: Defaults) -> Attr:
+    """What ``stat`` reports for the stored attributes ``attr``: the mount's umask
+    masks the permission bits (symlinks stay 0777), forced owners replace the
+    headers' (module docstring)."""
+    mode = attr.mode
+    if not stat.S_ISLNK(mode) and defaults.umask & stat.S_IMODE(mode):
+        mode = stat.S_IFMT(mode) | (stat.S_IMODE(mode) & ~defaults.umask)
+    if mode == attr.mode and not defaults.force_uid and not defaults.force_gid:
+        return attr
+    return replace(attr, mode=mode,
+                   uid=defaults.uid if defaults.force_uid else attr.uid,
+                   gid=defaults.gid if defaults.force_gid else attr.gid)
 
 
 def attr_from_info(info: ObjectInfo, defaults: Defaults, is_dir: bool) -> Attr:
-    """The attributes of the entry described by ``info`` (a HEAD result, or a LIST
-    entry whose ``meta`` is None).  Never raises on malformed headers."""
+    """The attributes shown for the entry described by ``info`` (a HEAD result, or a
+    LIST entry whose ``meta`` is None); with :func:`stored_defaults`, those the
+    headers hold.  Never raises on malformed headers."""
     meta = info.meta or {}
     mode = _resolve_mode(_raw_mode(meta), defaults, is_dir)
-    uid = defaults.uid if defaults.force_uid else _id(
-        meta, ("uid", "owner", "goog-reserved-posix-uid"), defaults.uid)
-    gid = defaults.gid if defaults.force_gid else _id(
-        meta, ("gid", "group", "goog-reserved-posix-gid"), defaults.gid)
+    uid = _id(meta, ("uid", "owner", "goog-reserved-posix-uid"), defaults.uid)
+    gid = _id(meta, ("gid", "group", "goog-reserved-posix-gid"), defaults.gid)
 
     mtime = _time(meta, ("mtime", "goog-reserved-file-mtime"))
     if mtime is None:
@@ -321,7 +345,7 @@ def attr_from_info(info: ObjectInfo, defaults: Defaults, is_dir: bool) -> Attr:
     else:
         size = max(0, int(info.size))
 
-    return Attr(
+    return shown_attr(Attr(
         mode=mode,
         uid=uid,
         gid=gid,
@@ -331,7 +355,7 @@ def attr_from_info(info: ObjectInfo, defaults: Defaults, is_dir: bool) -> Attr:
         atime_ns=mtime if atime is None else atime,
         xattrs=decode_xattrs(meta.get("xattr")),
         symlink_target=symlink_target,
-    )
+    ), defaults)
 
 
 def meta_from_attr(attr: Attr, *, symlink_in_meta: bool = False) -> dict:

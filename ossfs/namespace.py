@@ -78,7 +78,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
 from .errors import FsError, NotFound, StoreError
-from .meta import Attr, Defaults, attr_from_info, is_dir_content_type
+from .meta import Attr, Defaults, attr_from_info, is_decimal, is_dir_content_type
 from .metacache import MetaCache, Record
 from .store import ObjectInfo
 
@@ -151,7 +151,7 @@ def join(parent: str, name: str) -> str:
 def _mode_header_type(info: ObjectInfo) -> Optional[int]:
     """The file type the ``mode`` header states, None when absent or unreadable."""
     value = (info.meta or {}).get("mode")
-    if value is None or not value.strip().isdigit():
+    if value is None or not is_decimal(value.strip()):
         return None
     mode = int(value)
     if mode > 0o177777:  # garbage (meta.py reads it as "no mode"); S_IFMT would overflow
@@ -386,6 +386,20 @@ class Namespace:
             if self._known_missing(path):
                 raise FsError(errno.ENOENT)
         return self._lookup_fresh(path)
+
+    def lookup_recent(self, path: str, within: float = SETTLED) -> Entry:
+        """The entry at ``path`` for a read-modify-write of its headers (chmod, chown,
+        utime, xattrs): the cached one only when it was learnt (by a HEAD, or from this
+        mount's own write) less than ``within`` seconds ago, else as the bucket has it
+        now.  A change of headers alone keeps an object's ETag, so a copy pinned to
+        the ETag of an older entry could undo another client's chmod."""
+        if path != "/":
+            with self._lock:
+                item = self._stat.get(path)
+            if (item is not None and self.clock() - item[1] < within
+                    and (item[0].info is None or item[0].info.meta is not None)):
+                return item[0]
+        return self.lookup(path, fresh=True)
 
     def _lookup_fresh(self, path: str, first: Optional[Callable[[str], Optional[ObjectInfo]]] = None) -> Entry:
         """The entry at ``path`` as the bucket has it now (see :meth:`_resolve`),
@@ -639,7 +653,10 @@ class Namespace:
         if etag != info.etag or size != info.size:
             return None
         if own:
-            if abs(lm - info.last_modified) > 1.0:
+            # our time stamp is the answer's (Last-Modified, else Date): never before
+            # the object's own, at most a second after it; a listed time later than
+            # ours is another client's change
+            if not 0 <= lm - info.last_modified <= 1.0:
                 return None
         elif lm != info.last_modified:
             return None

@@ -1638,3 +1638,87 @@ def test_a_rename_that_fails_fetching_the_source_keeps_the_replaced_file(make_fs
     fs.destroy()
     assert store.peek("u") == b"unsent u"
     assert store.peek("s") == b"y" + b"x" * ((3 << 20) - 1)
+
+
+# --- what the mount shows vs what it writes ---
+
+def test_umask_and_forced_owners_are_shown_not_written(make_fs, store, clock):
+    """``umask=``, ``uid=`` and ``gid=`` change what this mount shows; touching,
+    rewriting or tagging a file writes back the mode and owners its headers held, as
+    s3fs does, so other clients keep seeing them."""
+    fs = make_fs(umask=0o077, uid=1234, gid=1234)
+    for name in ("touched", "rewritten", "tagged", "chmodded"):
+        store.put(name, b"data", meta={"mode": "33188", "uid": "0", "gid": "0"})
+    st = fs.getattr("/touched")
+    assert (stat.S_IMODE(st["st_mode"]), st["st_uid"], st["st_gid"]) == (0o600, 1234, 1234)
+    clock.t += 10
+    fs.utimens("/touched")
+    fh = fs.open("/rewritten", os.O_WRONLY | os.O_APPEND, ME)
+    fs.write("/rewritten", b"more", 0, fh)
+    st = fs.getattr("/rewritten", fh)
+    assert (stat.S_IMODE(st["st_mode"]), st["st_uid"]) == (0o600, 1234)  # shown so while open too
+    fs.flush("/rewritten", fh)
+    fs.release("/rewritten", fh)
+    fs.setxattr("/tagged", "user.k", b"v")
+    for name in ("touched", "rewritten", "tagged"):
+        meta = store.head(name).meta
+        assert (meta["mode"], meta["uid"], meta["gid"]) == ("33188", "0", "0"), name
+    assert store.peek("rewritten") == b"datamore"
+    fs.chmod("/chmodded", 0o640)
+    meta = store.head("chmodded").meta
+    assert (meta["mode"], meta["uid"]) == (str(stat.S_IFREG | 0o640), "0")
+    assert stat.S_IMODE(fs.getattr("/chmodded")["st_mode"]) == 0o600
+
+
+def test_rewrite_and_chmod_of_open_file_keep_other_tools_headers(fs, store):
+    """Headers ossfs does not own (another tool's x-oss-meta-*) survive a rewrite of
+    the file and a chmod while it is open and dirty."""
+    store.put("f", b"v1", meta={"mode": "33188", "custom": "keep-me"})
+    fh = fs.open("/f", os.O_RDWR, ME)
+    fs.write("/f", b"v2", 0, fh)
+    fs.chmod("/f", 0o600)
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    meta = store.head("f").meta
+    assert meta["custom"] == "keep-me" and meta["mode"] == str(stat.S_IFREG | 0o600)
+    assert store.peek("f") == b"v2"
+
+
+def test_chmod_reads_headers_again_when_its_entry_is_not_recent(make_fs, store, clock):
+    """Another client's chown (a copy of the object onto itself: same ETag) is not
+    undone by this mount's later chmod from an older cached entry."""
+    fs = make_fs(stat_cache_expire=900)
+    store.put("f", b"x", meta={"mode": "33188", "uid": "0", "gid": "0"})
+    assert fs.getattr("/f")["st_uid"] == 0
+    clock.t += 30
+    store.copy("f", "f", meta={"mode": "33188", "uid": "1000", "gid": "1000"})
+    fs.chmod("/f", 0o600)
+    meta = store.head("f").meta
+    assert (meta["mode"], meta["uid"], meta["gid"]) == (str(stat.S_IFREG | 0o600), "1000", "1000")
+
+
+def test_a_garbage_mode_header_does_not_break_its_directory(fs, store):
+    store.put("d/bad", b"x", meta={"mode": "\u00b2"})
+    store.put("d/good", b"y")
+    assert sorted(n for n, _ in fs.readdir("/d"))[-2:] == ["bad", "good"]
+    assert stat.S_ISREG(fs.getattr("/d/bad")["st_mode"])
+
+
+def test_readlink_follows_a_link_another_client_repointed(fs, store):
+    store.put("l", b"target-one", meta={"mode": str(stat.S_IFLNK | 0o777)})
+    assert fs.readlink("/l") == "target-one"
+    store.put("l", b"target-two", meta={"mode": str(stat.S_IFLNK | 0o777)})
+    assert fs.readlink("/l") == "target-two"
+
+
+def test_listing_sees_another_clients_change_in_the_second_after_our_write(make_fs, store, clock):
+    """Our own write's time stamp may be a second later than the object's Last-Modified,
+    never earlier: a listed Last-Modified one second after ours is another client's
+    change, whose headers a listing must not answer from our record."""
+    fs = make_fs(stat_cache_expire=3)
+    write_file(fs, "/f", b"x")
+    clock.t += 1
+    store.copy("f", "f", meta={"mode": str(stat.S_IFREG | 0o600), "uid": "1000", "gid": "1000"})
+    clock.t += 10
+    listed = dict(fs.readdir("/"))
+    assert (stat.S_IMODE(listed["f"]["st_mode"]), listed["f"]["st_uid"]) == (0o600, 1000)
