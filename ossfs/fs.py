@@ -342,7 +342,13 @@ class FileSystem:
                     self._upload(sf)
                 except FsError as exc:
                     log.error("%r could not be uploaded at unmount, it stays in the cache: %s", sf.key, exc)
-        self.cache.upload_all()
+        # closed dirty files go through recover(): one left by an earlier run that the
+        # background uploader has not reached yet still needs its conflict check
+        for rec in self.cache.dirty_closed():
+            try:
+                self.recover(rec.key, rec.file_id)
+            except (FsError, StoreError, OSError) as exc:
+                log.error("%r could not be uploaded at unmount, it stays in the cache: %s", rec.key, exc)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -777,7 +783,9 @@ class FileSystem:
             raise FsError(errno.EBADF)
         sf = h.sf
         self._check_size(max(offset, sf.size if h.flags & os.O_APPEND else 0) + len(data))
-        n = sf.write(offset, data, append=bool(h.flags & os.O_APPEND))
+        # the kernel already placed an O_APPEND write at its end of file (under the inode
+        # lock); page-cache writeback of a shared mapping arrives on such a handle too
+        n = sf.write(offset, data)
         now = self._now_ns()
         with sf.lock:
             sf.attr = replace(sf.attr, mtime_ns=now, ctime_ns=now)
@@ -785,7 +793,10 @@ class FileSystem:
         if over:
             # Bound what a crash or a failed close can leave unsent; the next upload copies
             # the parts sent now server-side, so a long sequential write is not sent twice.
-            self._upload(sf)
+            try:
+                self._upload(sf)
+            except FsError as exc:  # the bytes are written: the flush reports the upload
+                log.warning("early upload of %r failed, the next flush tries again: %s", sf.key, exc)
         return n
 
     def _truncate_sf(self, sf: StagedFile, length: int) -> None:
@@ -851,6 +862,16 @@ class FileSystem:
                 info = sf.upload()
                 break
             except (PreconditionFailed, NotFound) as exc:
+                if exc.code == "NoSuchUpload" and attempt < self.upload_retries:
+                    # the multipart upload was aborted on the server meanwhile (an
+                    # --incomplete-mpu-abort, a lifecycle rule): start a new one
+                    attempt += 1
+                    log.warning("upload of %r: the server no longer has its multipart upload; starting over "
+                                "(%d/%d)", sf.key, attempt, self.upload_retries)
+                    with sf.lock:
+                        sf.rec.checkpoint = None
+                        sf.persist()
+                    continue
                 with sf.lock:
                     based = sf.rec.etag is not None
                 if not based or moved is not None:

@@ -2,6 +2,7 @@
 import errno
 import os
 import stat
+import time
 
 import pytest
 
@@ -206,7 +207,7 @@ def test_edit_in_the_middle_of_existing_object(fs, store):
 def test_o_append_and_o_trunc(fs, store):
     write_file(fs, "/log", b"one\n")
     fh = fs.open("/log", os.O_WRONLY | os.O_APPEND, ME)
-    fs.write("/log", b"two\n", 0, fh)
+    fs.write("/log", b"two\n", 4, fh)  # the kernel puts an O_APPEND write at its end of file
     fs.release("/log", fh)
     assert store.peek("log") == b"one\ntwo\n"
     fh = fs.open("/log", os.O_WRONLY | os.O_TRUNC, ME)
@@ -1368,7 +1369,7 @@ def test_appending_to_a_large_object_fetches_none_of_it(make_fs, store):
     fs = make_fs(upload_threshold=200 * 1024, fill=True)
     before = store.counts["GetObject"]
     fh = fs.open("/log", os.O_WRONLY | os.O_APPEND, ME)
-    fs.write("/log", b"one more line\n", 0, fh)
+    fs.write("/log", b"one more line\n", len(old), fh)
     fs.flush("/log", fh)
     fs.release("/log", fh)
     assert store.peek("log") == old + b"one more line\n"
@@ -1654,7 +1655,7 @@ def test_umask_and_forced_owners_are_shown_not_written(make_fs, store, clock):
     clock.t += 10
     fs.utimens("/touched")
     fh = fs.open("/rewritten", os.O_WRONLY | os.O_APPEND, ME)
-    fs.write("/rewritten", b"more", 0, fh)
+    fs.write("/rewritten", b"more", 4, fh)
     st = fs.getattr("/rewritten", fh)
     assert (stat.S_IMODE(st["st_mode"]), st["st_uid"]) == (0o600, 1234)  # shown so while open too
     fs.flush("/rewritten", fh)
@@ -1722,3 +1723,88 @@ def test_listing_sees_another_clients_change_in_the_second_after_our_write(make_
     clock.t += 10
     listed = dict(fs.readdir("/"))
     assert (stat.S_IMODE(listed["f"]["st_mode"]), listed["f"]["st_uid"]) == (0o600, 1000)
+
+
+# --- upload path: failures part way ---
+
+def test_chmod_after_an_interrupted_multipart_upload_reaches_the_bucket(make_fs, store):
+    """An interrupted multipart upload was initiated with the old headers: a chmod of
+    the dirty file afterwards makes its checkpoint unusable, so the next upload
+    carries the new mode instead of completing the old upload."""
+    fs = make_fs(retries=0, upload_threshold=200 * 1024)
+    data = os.urandom(1 << 20)
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    fs.write("/f", data, 0, fh)
+    store.fail_next("CompleteMultipartUpload", TransientError("down"), times=2)
+    assert errno_of(fs.flush, "/f", fh) == errno.EIO
+    fs.release("/f", fh)
+    fs.chmod("/f", 0o600)
+    fh = fs.open("/f", os.O_RDONLY, ME)
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    fs.destroy()
+    assert store.peek("f") == data
+    assert store.head("f").meta["mode"] == str(stat.S_IFREG | 0o600)
+
+
+def test_unmount_checks_files_left_by_an_earlier_run_for_conflicts(make_fs, store, tmp_path):
+    """A dirty file left by a crash is checked against the bucket before it is sent,
+    at unmount as in the background: another writer's newer object is kept, ours goes
+    beside it."""
+    crashed = make_fs(name="c")
+    fh = crashed.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    crashed.write("/f", b"LOCAL", 0, fh)        # never closed: the mount "crashes"
+    store.put("f", b"OTHER")                    # another client writes meanwhile
+    heads = store.counts["HeadObject"]
+    store.fail_next("HeadObject", TransientError("down"))  # the background pass ends at once
+    again = make_fs(name="c")                   # same cache directory
+    for _ in range(500):                        # until the background pass has failed
+        if store.counts["HeadObject"] > heads:
+            break
+        time.sleep(0.01)
+    again.destroy()
+    assert store.peek("f") == b"OTHER"
+    conflicts = [k for k in store.keys() if k.startswith("f.ossfs-conflict")]
+    assert len(conflicts) == 1 and store.peek(conflicts[0]) == b"LOCAL"
+
+
+def test_a_write_whose_early_upload_fails_still_returns_its_length(make_fs, store):
+    """max_dirty_data makes a write upload early; when that upload fails the write
+    itself succeeded (an O_APPEND writer retrying it would duplicate its record), and
+    the flush reports the failure."""
+    fs = make_fs(retries=0, max_dirty_data=1)
+    fh = fs.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
+    record = b"r" * (1 << 20) + b"\n"          # over 1 MiB: uploaded by the write
+    store.fail_next("PutObject", TransientError("down"))
+    assert fs.write("/f", record, 0, fh) == len(record)
+    assert store.counts["PutObject"] == 1       # the early upload was tried, and failed
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert store.peek("f") == record
+
+
+def test_writes_on_an_append_handle_land_at_the_kernels_offset(fs, store):
+    """The kernel places O_APPEND writes at its end of file; a write at another offset
+    on such a handle is page-cache writeback of a shared mapping and must land there."""
+    write_file(fs, "/f", b"a" * 8192)
+    fh = fs.open("/f", os.O_RDWR | os.O_APPEND, ME)
+    fs.write("/f", b"HELLO", 0, fh)
+    fs.release("/f", fh)
+    assert store.peek("f") == b"HELLO" + b"a" * 8187
+
+
+def test_a_multipart_upload_aborted_on_the_server_is_started_again(make_fs, store):
+    """NoSuchUpload from CompleteMultipartUpload (the upload was aborted meanwhile by an
+    --incomplete-mpu-abort or a lifecycle rule) is not "the base object is gone": the
+    close starts a new upload and returns 0."""
+    from ossfs.errors import NotFound
+    fs = make_fs(upload_threshold=200 * 1024)
+    store.put("f", b"old")
+    data = os.urandom(1 << 20)
+    fh = fs.open("/f", os.O_WRONLY | os.O_TRUNC, ME)
+    fs.write("/f", data, 0, fh)
+    store.fail_next("CompleteMultipartUpload", NotFound("aborted", code="NoSuchUpload", status=404))
+    fs.flush("/f", fh)
+    fs.release("/f", fh)
+    assert store.peek("f") == data
+    assert [k for k in store.keys() if k != "f"] == []
