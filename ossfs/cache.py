@@ -396,7 +396,7 @@ class StagedFile:
     def set_meta(self, meta: dict, content_type: Optional[str] = None) -> None:
         """Headers the next upload carries (persisted for recovery)."""
         with self.lock:
-            changed = dict(meta) != self.rec.meta or (content_type is not None and content_type != self.rec.content_type)
+            changed = dict(meta) != self.rec.meta or content_type not in (None, self.rec.content_type)
             if changed and self.rec.checkpoint is not None and self.rec.checkpoint.get("fingerprint"):
                 # its upload was initiated with the old headers: it cannot carry these
                 self.rec.checkpoint = dict(self.rec.checkpoint, fingerprint="")

@@ -137,6 +137,12 @@ CLOSE_BACKOFF_CAP = 30.0   # longest wait between two attempts of one close's up
 _CANONICAL = ("mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "symlink-target")
 
 
+def _other_headers(meta: Optional[dict]) -> dict:
+    """The user metadata of ``meta`` that ossfs does not own (another tool's
+    ``x-oss-meta-*``): kept as it is whenever ossfs writes the headers again."""
+    return {k: v for k, v in (meta or {}).items() if k not in _CANONICAL}
+
+
 @dataclass(frozen=True)
 class Ctx:
     """Who asks: the FUSE request context."""
@@ -452,12 +458,12 @@ class FileSystem:
         and keep the headers beyond them (another tool's ``x-oss-meta-*``) from
         ``meta``, the object's or the record's, for its uploads to carry on."""
         sf.attr = attr
-        sf.meta_extra = {k: v for k, v in (meta or {}).items() if k not in _CANONICAL}
+        sf.meta_extra = _other_headers(meta)
 
-    def _upload_meta(self, sf: StagedFile, attr: Attr) -> dict:
-        """The headers an upload of ``sf`` with attributes ``attr`` carries (caller
-        holds ``sf.lock``)."""
-        return {**sf.meta_extra, **meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta)}
+    def _headers(self, other: dict, attr: Attr) -> dict:
+        """The user metadata written for attributes ``attr``: the canonical headers
+        over ``other`` (:func:`_other_headers`)."""
+        return {**other, **meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta)}
 
     def _exists(self, path: str) -> Optional[Attr]:
         try:
@@ -852,7 +858,7 @@ class FileSystem:
         with sf.lock:
             if not sf.rec.dirty or sf.detached or sf.attr is None:
                 return False
-            meta = self._upload_meta(sf, replace(sf.attr, size=sf.rec.size))
+            meta = self._headers(sf.meta_extra, replace(sf.attr, size=sf.rec.size))
             ctype = sf.rec.content_type or self._content_type(sf.key)
         sf.set_meta(meta, content_type=ctype)
         attempt = 0
@@ -1122,9 +1128,7 @@ class FileSystem:
             # bucket unless this entry was learnt just now.
             entry = self.ns.lookup(path, fresh=True) if attempt else self.ns.lookup_recent(path)
             attr = replace(change(self._stored_attr(entry)), ctime_ns=now)
-            meta = {k: v for k, v in ((entry.info.meta if entry.info else None) or {}).items()
-                    if k not in _CANONICAL}
-            meta.update(meta_from_attr(attr, symlink_in_meta=self.symlink_in_meta))
+            meta = self._headers(_other_headers(entry.info.meta if entry.info else None), attr)
             try:
                 if entry.form in (IMPLICIT, FOLDER):
                     key, ctype = key_of(path) + "/", DIR_CONTENT_TYPE
@@ -1159,7 +1163,7 @@ class FileSystem:
             if sf.attr is None:
                 self._stage_attr(sf, self._record_attr(sf.rec), sf.rec.meta)
             sf.attr = replace(change(sf.attr), ctime_ns=now)
-            sf.set_meta(self._upload_meta(sf, replace(sf.attr, size=sf.rec.size)))
+            sf.set_meta(self._headers(sf.meta_extra, replace(sf.attr, size=sf.rec.size)))
         return True
 
     def chmod(self, path: str, mode: int, ctx: Optional[Ctx] = None) -> None:
