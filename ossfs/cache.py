@@ -46,7 +46,9 @@ Invariants
   are best effort; acknowledged data is uploaded already.
 * Dirty files and open files are never evicted.  Clean, closed files are evicted in
   least-recently-used order whenever a write or a fetch would exceed a limit:
-  ``cache_size_mb`` (bytes staged), ``ensure_diskfree`` (MB free on the disk) or
+  ``cache_size_mb`` (bytes staged; the holes of a sparse file, made by a truncate
+  or a write past the end, are present but take no disk and count for nothing until
+  written: ``zeros`` of the record), ``ensure_diskfree`` (MB free on the disk) or
   ``free_space_ratio`` (percent free), and always ``INDEX_RESERVE`` free for the
   index.  When nothing more can be evicted a write
   fails with ENOSPC before touching the file (nothing written is corrupted); a
@@ -145,6 +147,25 @@ class RangeSet:
             j += 1
         r[i:j] = [[start, end]]
 
+    def remove(self, start: int, end: int) -> None:
+        """Drop ``[start, end)`` from the set."""
+        if end <= start:
+            return
+        out = []
+        for s, e in self._r:
+            if e <= start or s >= end:
+                out.append([s, e])
+                continue
+            if s < start:
+                out.append([s, start])
+            if e > end:
+                out.append([end, e])
+        self._r = out
+
+    def overlap(self, start: int, end: int) -> int:
+        """How many bytes of ``[start, end)`` are in the set."""
+        return max(0, end - start) - sum(e - s for s, e in self.missing(start, end)) if end > start else 0
+
     def clip(self, limit: int) -> None:
         """Drop everything at or beyond ``limit``."""
         out = []
@@ -204,6 +225,7 @@ class IndexRecord:
     checkpoint: Optional[dict] = None             # transfer.UploadCheckpoint as a dict
     dirty_ranges: Optional[list] = None           # written since staged from etag; None: all
     fetch_limit: int = 0                          # bytes of the base version still meaningful
+    zeros: list = field(default_factory=list)     # holes: present (read as zeros), no disk blocks
 
 
 def default_cache_root(environ=os.environ) -> str:
@@ -241,15 +263,24 @@ def mount_cache_dir(root: str, bucket: str, prefix: str = "") -> str:
 
 def _add_written(rec: IndexRecord, extents) -> None:
     """Mark ``[(start, end), ...]`` of record ``rec`` as written by the user: present,
-    and dirty (when the record tracks dirty ranges)."""
-    ranges = RangeSet(rec.ranges)
+    no longer holes, and dirty (when the record tracks dirty ranges)."""
+    ranges, zeros = RangeSet(rec.ranges), RangeSet(rec.zeros)
     dirty = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
     for start, end in extents:
         ranges.add(start, end)
+        zeros.remove(start, end)
         if dirty is not None:
             dirty.add(start, end)
-    rec.ranges = ranges.as_list()
+    rec.ranges, rec.zeros = ranges.as_list(), zeros.as_list()
     rec.dirty_ranges = None if dirty is None else dirty.as_list()
+
+
+def _staged_bytes(item) -> int:
+    """Disk bytes a staged file takes: its present ranges less its holes (``item``: a
+    StagedFile, whose live sets are newer than its record's, or an IndexRecord)."""
+    if isinstance(item, IndexRecord):
+        return sum(e - s for s, e in item.ranges) - sum(e - s for s, e in item.zeros)
+    return item.ranges.total() - item.zeros.total()
 
 
 JOURNAL_SUFFIX = ".w"              # files/<id>.w: extents written since the record was saved
@@ -263,6 +294,7 @@ class StagedFile:
         self.cache = cache
         self.rec = rec                      # GUARDED_BY(lock)
         self.ranges = RangeSet(rec.ranges)  # GUARDED_BY(lock)
+        self.zeros = RangeSet(rec.zeros)    # GUARDED_BY(lock): holes, a subset of ranges
         self.dirty_ranges = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
         self.path = os.path.join(cache.files_dir, rec.file_id)
         self.io_lock = threading.Lock()
@@ -319,6 +351,7 @@ class StagedFile:
 
     def _sync_rec(self) -> None:
         self.rec.ranges = self.ranges.as_list()
+        self.rec.zeros = self.zeros.as_list()
         self.rec.dirty_ranges = None if self.dirty_ranges is None else self.dirty_ranges.as_list()
 
     def persist(self, if_changed: bool = False) -> None:
@@ -390,6 +423,7 @@ class StagedFile:
             self.rec.fetch_limit = self.rec.size
             self.rec.checkpoint = None
             self.ranges = RangeSet()
+            self.zeros = RangeSet()
             self.dirty_ranges = None
             self.persist()
 
@@ -538,8 +572,11 @@ class StagedFile:
                 if append:
                     offset = old
                 end = offset + n
+                # disk taken: bytes past the end (not the hole before them), and bytes
+                # not present or only a hole so far
                 growth = max(0, end - max(old, offset)) + sum(
-                    e - s for s, e in self.ranges.missing(offset, min(end, old)))
+                    e - s for s, e in self.ranges.missing(offset, min(end, old))) \
+                    + self.zeros.overlap(offset, min(end, old))
             with self.cache.reserve(growth):
                 with self.lock:
                     self._mark_dirty_locked()
@@ -548,8 +585,10 @@ class StagedFile:
                     written += os.pwrite(self.fd, data[written:], offset + written)
                 with self.lock:
                     self.ranges.add(offset, end)
+                    self.zeros.remove(offset, end)
                     if offset > self.rec.size:
                         self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
+                        self.zeros.add(self.rec.size, offset)
                     if self.dirty_ranges is not None:
                         self.dirty_ranges.add(min(offset, self.rec.size), end)
                     if self.rec.etag is not None:  # a recovery would fetch the object's bytes here
@@ -567,9 +606,11 @@ class StagedFile:
                 os.ftruncate(self.fd, length)
                 if length < old:
                     self.ranges.clip(length)
+                    self.zeros.clip(length)
                     self.rec.fetch_limit = min(self.rec.fetch_limit, length)
                 else:
                     self.ranges.add(old, length)
+                    self.zeros.add(old, length)
                 if self.dirty_ranges is not None:
                     self.dirty_ranges.add(min(old, length), max(old, length))
                 self.rec.size = length
@@ -696,6 +737,7 @@ class StagedFile:
                     lost = sum(e - s for s, e in miss)
                     for s, e in miss:
                         self.ranges.add(s, e)
+                        self.zeros.add(s, e)
             with self.lock:
                 self._mark_dirty_locked()
                 self.rec.etag = None
@@ -884,6 +926,9 @@ class Cache:
             assert self._dirty_ids == {i for i, r in self._records.items() if r.dirty}
             for file_id, sf in self._live.items():
                 assert sf.rec is self._records.get(file_id) and sf.rec.open_count > 0, file_id
+                with sf.lock:
+                    assert not [m for s, e in sf.zeros.as_list() for m in sf.ranges.missing(s, e)], \
+                        (file_id, sf.zeros, sf.ranges)  # holes are present bytes
             for key, sf in self._open.items():
                 assert sf.key == key and not sf.detached and not sf.superseded, key
 
@@ -1232,10 +1277,10 @@ class Cache:
     # --- space ---
 
     def _used_locked(self) -> int:
-        """Bytes staged (present ranges); an open file's live range set is newer than
-        its record's.  Caller holds _lock."""
-        return sum(self._live[r.file_id].ranges.total() if r.file_id in self._live
-                   else sum(e - s for s, e in r.ranges) for r in self._records.values())
+        """Bytes staged (present ranges less holes); an open file's live range sets are
+        newer than its record's.  Caller holds _lock."""
+        return sum(_staged_bytes(self._live[r.file_id]) if r.file_id in self._live else _staged_bytes(r)
+                   for r in self._records.values())
 
     def _used(self) -> int:
         with self._lock:
@@ -1325,7 +1370,7 @@ class Cache:
             log.debug("evicting staged %r", victim.key)
             self._index.delete(victim.file_id)
             _unlink(os.path.join(self.files_dir, victim.file_id))
-            headroom += sum(e - s for s, e in victim.ranges)
+            headroom += _staged_bytes(victim)
             if headroom >= need:
                 break
         return headroom

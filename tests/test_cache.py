@@ -49,6 +49,12 @@ def test_rangeset():
     assert r.as_list() == [[0, 5], [10, 12]]
     assert r.missing(0, 12) == [(5, 10)]
     assert RangeSet([(5, 6), (1, 2)]).as_list() == [[1, 2], [5, 6]]
+    r = RangeSet([(0, 10), (20, 30)])
+    assert r.overlap(5, 25) == 10 and r.overlap(10, 20) == 0 and r.overlap(7, 3) == 0
+    r.remove(5, 25)
+    assert r.as_list() == [[0, 5], [25, 30]]
+    r.remove(0, 100)
+    assert r.as_list() == [] and r.total() == 0
 
 
 def test_files_are_private_and_not_named_after_keys(tmp_path, store):
@@ -361,6 +367,50 @@ def test_concurrent_appends_never_overlap(tmp_path, store):
     cache.close()
 
 
+def test_holes_of_a_sparse_file_take_no_room(tmp_path, store):
+    """A file made sparse by truncate or by a write past its end counts only the bytes
+    written against ``cache_size_mb``: other files can still be written, and writing
+    into the hole later takes room like any write."""
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1)
+    big = cache.open("sparse", None)
+    big.truncate(50 << 20)                   # 50 MiB of hole, far over the 1 MiB cap
+    big.write(60 << 20, b"end")              # and a second hole before these bytes
+    assert big.size == (60 << 20) + 3
+    other = cache.open("other", None)
+    other.write(0, b"o" * (600 * KB))        # fits: the holes take no room
+    with pytest.raises(FsError) as info:     # filling the hole takes room: over the cap
+        big.write(1 << 20, b"h" * (500 * KB))
+    assert info.value.errno == errno.ENOSPC
+    big.write(10, b"h" * (300 * KB))         # what fits is written
+    assert big.read(0, 12) == b"\0" * 10 + b"hh"
+    assert big.read((60 << 20) - 2, 10) == b"\0\0end"
+    assert cache._used() == 600 * KB + 300 * KB + 3
+    cache.check_invariants()
+    for sf in (big, other):
+        sf.upload()
+        cache.release(sf)
+    assert store.peek("sparse")[:12] == b"\0" * 10 + b"hh" and len(store.peek("sparse")) == (60 << 20) + 3
+    cache.close()
+
+
+def test_holes_are_remembered_across_a_restart(tmp_path, store):
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1)
+    sf = cache.open("sparse", None)
+    sf.write(0, b"head")
+    sf.truncate(40 << 20)
+    store.fail_next("InitiateMultipartUpload", TransientError("down"))
+    with pytest.raises(TransientError):
+        sf.upload()
+    cache.release(sf)                        # closed, dirty, mostly hole
+    cache.close()
+    cache = make_cache(tmp_path / "c", store, cache_size_mb=1)
+    assert cache._used() == 4
+    other = cache.open("other", None)
+    other.write(0, b"o" * (900 * KB))        # fits beside the dirty sparse file
+    cache.release(other)
+    cache.close()
+
+
 def test_random_writes_truncates_match_a_model(tmp_path):
     from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as hs
@@ -394,6 +444,9 @@ def test_random_writes_truncates_match_a_model(tmp_path):
                 sf.upload()
                 assert store.peek("f") == bytes(model)
             assert sf.size == len(model)
+            cache.check_invariants()
+            for s, e in sf.zeros.as_list():  # holes read as zeros
+                assert model[s:e] == bytes(e - s)
         assert sf.read(0, len(model) + 10) == bytes(model)
         sf.upload()
         assert store.peek("f") == bytes(model)

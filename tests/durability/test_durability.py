@@ -249,6 +249,26 @@ def test_eviction_keeps_the_cache_under_its_limit(oss_server, mounter):
     assert after <= limit * MiB
 
 
+def test_a_sparse_file_does_not_fill_the_cache(oss_server, mounter):
+    """A 1 GiB hole (``truncate -s``) in a mount whose cache holds 16 MiB takes no
+    room: other files are still written and uploaded while it is open, and its own
+    bytes arrive in the right places."""
+    m = mounter(cache_size_mb=16)
+    with open(m.p("sparse.img"), "w+b", buffering=0) as sparse:
+        os.ftruncate(sparse.fileno(), 1 << 30)
+        sparse.seek(5 * MiB)
+        sparse.write(b"inside the hole")
+        other = pattern("other", 8 * MiB)
+        with open(m.p("other.bin"), "wb") as f:
+            f.write(other)                      # ENOSPC when holes counted as staged
+        os.ftruncate(sparse.fileno(), 6 * MiB)  # a size worth uploading in a test
+    bucket = oss_server.oss_bucket()
+    assert object_md5(oss_server, "other.bin") == hashlib.md5(other).hexdigest()
+    want = bytearray(6 * MiB)
+    want[5 * MiB:5 * MiB + 15] = b"inside the hole"
+    assert bucket.get_object("sparse.img").read() == bytes(want)
+
+
 def test_conflict_after_kill9_keeps_both_versions(oss_server, mounter):
     """A file written (not closed) when ossfs was killed, whose object another writer
     replaced meanwhile: the other writer's version stays at the key, the local one
