@@ -109,7 +109,7 @@ import diskcache
 
 from .errors import FsError, NotFound, PreconditionFailed, StoreError
 from .store import ObjectInfo
-from .transfer import BaseObject, Downloader, UploadCheckpoint, Uploader
+from .transfer import BaseObject, Downloader, UploadCheckpoint, Uploader, crc64_of
 
 log = logging.getLogger(__name__)
 
@@ -679,6 +679,35 @@ class StagedFile:
                 if not self.rec.dirty:
                     self._close_journal_locked(remove=True)
             return info
+
+    def adopt_if_same(self, info: ObjectInfo) -> bool:
+        """If the bucket's object ``info`` (a HEAD) already is this dirty file, record it
+        as uploaded and return True: the file becomes clean, staged from ``info``.  That
+        is what an upload that completed just before a crash (kill -9 between the
+        server's answer and :meth:`persist`) leaves.  "Is" means the same size and
+        CRC-64 (every byte local), the same ``x-oss-meta-*`` headers (which carry this
+        file's mtime) and Content-Type.  Otherwise nothing changes and it returns
+        False.  Holds io_lock throughout: no write can land between the check and the
+        record."""
+        with self.io_lock:
+            with self.lock:
+                size = self.rec.size
+                if (not self.rec.dirty or self.detached or info.crc64 is None or info.size != size
+                        or info.meta != self.rec.meta or info.content_type != self.rec.content_type
+                        or self._missing(0, size)):
+                    return False
+            if crc64_of(self.path, size) != info.crc64:
+                return False
+            with self.lock:
+                self.rec.etag = info.etag
+                self.rec.base_size = self.rec.fetch_limit = size
+                self.rec.dirty = False
+                self.rec.checkpoint = None  # the completed upload's, or one for these same bytes
+                self.unsent = 0
+                self.dirty_ranges = None
+                self.persist()
+                self._close_journal_locked(remove=True)
+            return True
 
     def _bytes_to_send(self, size: int) -> list:
         """Ranges the upload reads from the staged file: everything, except the parts a

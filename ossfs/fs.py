@@ -316,6 +316,12 @@ class FileSystem:
                     current = self.store.head(key)
                 except NotFound:
                     current = None
+                if current is not None and current.etag != staged_from and sf.adopt_if_same(current):
+                    # our own upload, completed just before the crash that left the file dirty
+                    log.info("%r: the bucket already holds this version; nothing to send", key)
+                    self._unchecked.discard(file_id)
+                    self.ns.forget("/" + key)
+                    return key
                 if current is not None and current.etag != staged_from:
                     target = self._cut_loose(sf, True, "since this host staged it (ETag %s, staged from %s)"
                                              % (current.etag, staged_from or "no object"))

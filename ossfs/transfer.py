@@ -115,6 +115,20 @@ def file_fingerprint(path_or_fd: Union[str, int]) -> str:
     return "%d:%d:%d" % (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def crc64_of(path: str, size: int, chunk: int = 1 << 20) -> Optional[int]:
+    """CRC-64 (as OSS computes ``x-oss-hash-crc64ecma``) of the first ``size`` bytes
+    of the file ``path``; None if it is shorter."""
+    crc, pos = 0, 0
+    with open(path, "rb") as f:
+        while pos < size:
+            data = f.read(min(chunk, size - pos))
+            if not data:
+                return None
+            crc = _crc64(data, crc)
+            pos += len(data)
+    return crc
+
+
 def _overlaps(start: int, end: int, ranges) -> bool:
     """True if ``[start, end)`` intersects any ``(offset, length)`` of ``ranges``."""
     return any(off < end and start < off + length for off, length in ranges if length > 0)

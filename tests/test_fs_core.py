@@ -1768,6 +1768,70 @@ def test_unmount_checks_files_left_by_an_earlier_run_for_conflicts(make_fs, stor
     assert len(conflicts) == 1 and store.peek(conflicts[0]) == b"LOCAL"
 
 
+class _Killed(BaseException):
+    """The daemon dies here (nothing in ossfs catches a BaseException)."""
+
+
+@pytest.mark.parametrize("size", [50 * 1024, 250 * 1024], ids=["put", "multipart"])
+@pytest.mark.parametrize("kind", ["memory", "oss"])
+def test_an_upload_completed_just_before_a_crash_is_not_a_conflict(request, make_fs, monkeypatch, tmp_path, clock,
+                                                                   kind, size):
+    """kill -9 after the server completed an upload but before the index recorded it:
+    the next mount finds the bucket holding exactly that file (size, CRC-64, headers)
+    and records it as uploaded, sending nothing again and making no conflict copy.
+    Also against ossfs-server through oss2: the headers compared are the real ones."""
+    from ossfs.cache import StagedFile
+    if kind == "memory":
+        store = request.getfixturevalue("store")
+        keys, counts = store.keys, lambda: dict(store.counts)
+    else:
+        from ossfs.store_oss import OssStore
+        server = request.getfixturevalue("oss_server_session")
+        prefix = "adopt-%s/" % os.urandom(6).hex()
+        store = OssStore(server.endpoint, server.bucket, (server.access_key_id, server.access_key_secret),
+                         prefix=prefix)
+
+        def keys():
+            import oss2
+            return sorted(o.key[len(prefix):] for o in oss2.ObjectIterator(server.oss_bucket(), prefix=prefix))
+
+        def counts():
+            return dict(server.stats()["requests"])
+    crashed = FileSystem(store, Config(bucket="b"), Cache(
+        str(tmp_path / "c"), store, background_fill=False, clock=clock,
+        uploader=Uploader(store, multipart_threshold=150 * 1024, part_size=100 * 1024, parallel=2)), clock=clock)
+    data = os.urandom(size)
+    fh = crashed.create("/f", 0o640, os.O_WRONLY | os.O_CREAT, ME)
+    crashed.write("/f", data, 0, fh)
+    persist = StagedFile.persist
+
+    def dies_recording_the_upload(self, if_changed=False):
+        if not self.rec.dirty and self.rec.etag is not None:
+            raise _Killed()
+        return persist(self, if_changed)
+    with monkeypatch.context() as m:
+        m.setattr(StagedFile, "persist", dies_recording_the_upload)
+        with pytest.raises(_Killed):
+            crashed.flush("/f", fh)
+    assert store.get_range("f", 0, size) == data    # the server has it ...
+    (file_id,) = crashed.cache._records
+    assert crashed.cache._index.get(file_id)["dirty"]  # ... the index does not know
+    crashed.cache._index.close()                     # the process is gone
+    sent = counts()
+    again = make_fs(st=store, name="c", upload_threshold=150 * 1024)   # same cache directory
+    for _ in range(500):
+        if not again.cache.dirty_entries():
+            break
+        time.sleep(0.01)
+    assert again.cache.dirty_entries() == []
+    after = counts()
+    assert keys() == ["f"]                           # no conflict copy
+    assert store.get_range("f", 0, size) == data
+    assert {op: n - sent.get(op, 0) for op, n in after.items() if n != sent.get(op, 0)} == {"HeadObject": 1}
+    assert read_file(again, "/f") == data
+    assert stat.S_IMODE(again.getattr("/f")["st_mode"]) == 0o640
+
+
 def test_a_write_whose_early_upload_fails_still_returns_its_length(make_fs, store):
     """max_dirty_data makes a write upload early; when that upload fails the write
     itself succeeded (an O_APPEND writer retrying it would duplicate its record), and
