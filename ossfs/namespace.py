@@ -367,8 +367,11 @@ class Namespace:
         return Entry(path, form, attr, info.key, info)
 
     def implicit_entry(self, path: str) -> Entry:
+        """A directory that only a prefix makes (no marker object): the mount's default
+        attributes, and the mount's time as its times, the same at every look (a
+        changing mtime would make backup and sync tools see a change that is not)."""
         d = self.defaults
-        ns = int(self.clock() * 1e9)
+        ns = self.root.attr.mtime_ns
         mode = stat.S_IFDIR | (d.dir_mode & ~d.umask & 0o7777)
         return Entry(path, IMPLICIT, Attr(mode, d.uid, d.gid, 4096, ns, ns, ns))
 

@@ -567,6 +567,21 @@ def test_implicit_and_legacy_directories(fs, store):
     assert errno_of(fs.getattr, "/implicit") == errno.ENOENT  # an implicit dir vanishes with its last child
 
 
+def test_an_implicit_directory_keeps_its_times(make_fs, store, clock):
+    """An implicit directory shows the mount's time, the same at every look, also
+    after its entry expired from the caches (its mtime must not look changed)."""
+    fs = make_fs(stat_cache_expire=1)
+    mounted = fs.getattr("/")["st_mtime"]
+    store.put("implicit/child", b"1")
+    first = fs.getattr("/implicit")
+    clock.t += 3600
+    fs.readdir("/")
+    again = fs.getattr("/implicit")
+    assert stat.S_ISDIR(again["st_mode"])
+    assert first["st_mtime"] == again["st_mtime"] == mounted
+    assert first["st_ctime"] == again["st_ctime"]
+
+
 def test_readdir_paginates_and_caches_heads(make_fs, store):
     fs = make_fs(list_object_max_keys=7)
     for i in range(30):
