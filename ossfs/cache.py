@@ -275,12 +275,46 @@ def _add_written(rec: IndexRecord, extents) -> None:
     rec.dirty_ranges = None if dirty is None else dirty.as_list()
 
 
+def _confirmed_holes(path: str, zeros: list) -> list:
+    """The parts of ``zeros`` (``[[start, end), ...]``) holding no data in the file
+    ``path``, as ``lseek(SEEK_DATA)`` tells; where it cannot tell, none (counting bytes
+    as staged that are not is the safe side)."""
+    if not zeros:
+        return []
+    out = []
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return []
+    try:
+        for start, end in zeros:
+            pos = start
+            while pos < end:
+                try:
+                    data = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no data from pos to the end
+                        return out
+                    data = end
+                if data > pos:
+                    out.append([pos, min(data, end)])
+                if data >= end:
+                    break
+                try:
+                    pos = os.lseek(fd, data, os.SEEK_HOLE)
+                except OSError:
+                    return out
+    finally:
+        os.close(fd)
+    return out
+
+
 def _staged_bytes(item) -> int:
     """Disk bytes a staged file takes: its present ranges less its holes (``item``: a
     StagedFile, whose live sets are newer than its record's, or an IndexRecord)."""
     if isinstance(item, IndexRecord):
         return sum(e - s for s, e in item.ranges) - sum(e - s for s, e in item.zeros)
-    return item.ranges.total() - item.zeros.total()
+    return item.staged
 
 
 JOURNAL_SUFFIX = ".w"              # files/<id>.w: extents written since the record was saved
@@ -295,6 +329,10 @@ class StagedFile:
         self.rec = rec                      # GUARDED_BY(lock)
         self.ranges = RangeSet(rec.ranges)  # GUARDED_BY(lock)
         self.zeros = RangeSet(rec.zeros)    # GUARDED_BY(lock): holes, a subset of ranges
+        # Disk bytes staged (ranges less holes), set in one assignment after each change
+        # of the two sets, so that Cache._used_locked, which cannot take this file's
+        # lock (lock order), never sees one set changed and not the other.
+        self.staged = self.ranges.total() - self.zeros.total()
         self.dirty_ranges = None if rec.dirty_ranges is None else RangeSet(rec.dirty_ranges)
         self.path = os.path.join(cache.files_dir, rec.file_id)
         self.io_lock = threading.Lock()
@@ -348,6 +386,10 @@ class StagedFile:
         if start >= end or self.rec.etag is None:
             return []
         return self.ranges.missing(start, end)
+
+    def _restaged_locked(self) -> None:
+        """Call after changing ``ranges`` or ``zeros`` (caller holds lock)."""
+        self.staged = self.ranges.total() - self.zeros.total()
 
     def _sync_rec(self) -> None:
         self.rec.ranges = self.ranges.as_list()
@@ -424,6 +466,7 @@ class StagedFile:
             self.rec.checkpoint = None
             self.ranges = RangeSet()
             self.zeros = RangeSet()
+            self._restaged_locked()
             self.dirty_ranges = None
             self.persist()
 
@@ -504,6 +547,7 @@ class StagedFile:
                         written += os.pwrite(self.fd, data[written:end], written)
                     with self.lock:
                         self.ranges.add(0, end)
+                        self._restaged_locked()
                         # not saved here: the last release records the ranges (a crash
                         # before it costs this GET again, nothing else)
             except FsError as exc:
@@ -523,6 +567,7 @@ class StagedFile:
             with self.lock:
                 for s, e in miss:
                     self.ranges.add(s, e)
+                self._restaged_locked()
                 self._maybe_persist(force=not self.rec.dirty)
 
     def _maybe_persist(self, force: bool = False) -> None:
@@ -589,6 +634,7 @@ class StagedFile:
                     if offset > self.rec.size:
                         self.ranges.add(self.rec.size, offset)  # the hole reads as zeros
                         self.zeros.add(self.rec.size, offset)
+                    self._restaged_locked()
                     if self.dirty_ranges is not None:
                         self.dirty_ranges.add(min(offset, self.rec.size), end)
                     if self.rec.etag is not None:  # a recovery would fetch the object's bytes here
@@ -611,6 +657,7 @@ class StagedFile:
                 else:
                     self.ranges.add(old, length)
                     self.zeros.add(old, length)
+                self._restaged_locked()
                 if self.dirty_ranges is not None:
                     self.dirty_ranges.add(min(old, length), max(old, length))
                 self.rec.size = length
@@ -680,7 +727,7 @@ class StagedFile:
                     self._close_journal_locked(remove=True)
             return info
 
-    def adopt_if_same(self, info: ObjectInfo) -> bool:
+    def adopt_if_same(self, info: ObjectInfo, staged_from: Optional[str]) -> bool:
         """If the bucket's object ``info`` (a HEAD) already is this dirty file, record it
         as uploaded and return True: the file becomes clean, staged from ``info``.  That
         is what an upload that completed just before a crash (kill -9 between the
@@ -688,17 +735,21 @@ class StagedFile:
         CRC-64 (every byte local), the same ``x-oss-meta-*`` headers (which carry this
         file's mtime) and Content-Type.  Otherwise nothing changes and it returns
         False.  Holds io_lock throughout: no write can land between the check and the
-        record."""
+        record.  ``staged_from``: the ETag the caller saw the file staged from before it
+        asked for ``info``; a file renamed or re-based since (a ``mv`` while the caller
+        waited for the server) is not the one ``info`` describes."""
         with self.io_lock:
             with self.lock:
                 size = self.rec.size
-                if (not self.rec.dirty or self.detached or info.crc64 is None or info.size != size
+                if (not self.rec.dirty or self.detached or self.rec.key != info.key
+                        or self.rec.etag != staged_from or info.crc64 is None or info.size != size
                         or info.meta != self.rec.meta or info.content_type != self.rec.content_type
                         or self._missing(0, size)):
                     return False
             if crc64_of(self.path, size) != info.crc64:
                 return False
             with self.lock:
+                stale = UploadCheckpoint(**self.rec.checkpoint) if self.rec.checkpoint else None
                 self.rec.etag = info.etag
                 self.rec.base_size = self.rec.fetch_limit = size
                 self.rec.dirty = False
@@ -707,6 +758,8 @@ class StagedFile:
                 self.dirty_ranges = None
                 self.persist()
                 self._close_journal_locked(remove=True)
+            if stale is not None:  # gone if it completed; else its parts would stay
+                self.cache.uploader.discard(stale)
             return True
 
     def _bytes_to_send(self, size: int) -> list:
@@ -767,6 +820,7 @@ class StagedFile:
                     for s, e in miss:
                         self.ranges.add(s, e)
                         self.zeros.add(s, e)
+                    self._restaged_locked()
             with self.lock:
                 self._mark_dirty_locked()
                 self.rec.etag = None
@@ -881,6 +935,9 @@ class Cache:
                     _add_written(rec, [(rec.size, actual)])
                     rec.size = actual
                 self._replay_journal(rec)
+                # Writes into a hole of a file with no object yet are not journaled:
+                # keep only the holes the file system still reports as holes.
+                rec.zeros = _confirmed_holes(os.path.join(self.files_dir, rec.file_id), rec.zeros)
             self._add(rec)
             if rec.dirty:
                 self._dirty_ids.add(file_id)
@@ -955,11 +1012,14 @@ class Cache:
             assert self._dirty_ids == {i for i, r in self._records.items() if r.dirty}
             for file_id, sf in self._live.items():
                 assert sf.rec is self._records.get(file_id) and sf.rec.open_count > 0, file_id
-                with sf.lock:
-                    assert not [m for s, e in sf.zeros.as_list() for m in sf.ranges.missing(s, e)], \
-                        (file_id, sf.zeros, sf.ranges)  # holes are present bytes
             for key, sf in self._open.items():
                 assert sf.key == key and not sf.detached and not sf.superseded, key
+            live = list(self._live.values())
+        for sf in live:  # StagedFile.lock comes before Cache._lock
+            with sf.lock:
+                assert not [m for s, e in sf.zeros.as_list() for m in sf.ranges.missing(s, e)], \
+                    (sf.key, sf.zeros, sf.ranges)  # holes are present bytes
+                assert sf.staged == sf.ranges.total() - sf.zeros.total(), sf.key
 
     def _forget(self, rec: IndexRecord) -> None:
         with self._lock:

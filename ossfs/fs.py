@@ -316,13 +316,20 @@ class FileSystem:
                     current = self.store.head(key)
                 except NotFound:
                     current = None
-                if current is not None and current.etag != staged_from and sf.adopt_if_same(current):
+                with sf.lock:
+                    moved = sf.rec.key != key or sf.rec.etag != staged_from
+                if moved:
+                    # renamed while the server was asked: the answer is about another
+                    # object, and the rename made the file stand alone (every byte
+                    # local, no base): it goes to its new key like any new file
+                    target = sf.key
+                elif current is not None and current.etag != staged_from and sf.adopt_if_same(current, staged_from):
                     # our own upload, completed just before the crash that left the file dirty
                     log.info("%r: the bucket already holds this version; nothing to send", key)
                     self._unchecked.discard(file_id)
                     self.ns.forget("/" + key)
                     return key
-                if current is not None and current.etag != staged_from:
+                elif current is not None and current.etag != staged_from:
                     target = self._cut_loose(sf, True, "since this host staged it (ETag %s, staged from %s)"
                                              % (current.etag, staged_from or "no object"))
                 self._unchecked.discard(file_id)

@@ -245,7 +245,7 @@ class Uploader:
                 fingerprint = file_fingerprint(fd)
             if size < self.multipart_threshold:
                 if checkpoint is not None:
-                    self._discard(checkpoint)
+                    self.discard(checkpoint)
                 info = self.store.put(key, f, meta=meta, content_type=content_type)
                 if on_progress:
                     on_progress(size, size)
@@ -254,7 +254,8 @@ class Uploader:
             return self._multipart(key, fd, size, fingerprint, meta, content_type, checkpoint, on_checkpoint,
                                    on_progress, base if use_copy else None, dirty_ranges)
 
-    def _discard(self, checkpoint: UploadCheckpoint) -> None:
+    def discard(self, checkpoint: UploadCheckpoint) -> None:
+        """Abort the multipart upload of ``checkpoint`` (best effort)."""
         try:
             self.store.abort_multipart(checkpoint.key, checkpoint.upload_id)
         except StoreError as exc:  # best effort: abort_incomplete() cleans up later
@@ -270,7 +271,7 @@ class Uploader:
         if (checkpoint.key != key or checkpoint.size != size or checkpoint.part_size != part_size
                 or checkpoint.fingerprint != fingerprint):
             log.info("upload of %r: content changed since the interrupted upload, starting over", key)
-            self._discard(checkpoint)
+            self.discard(checkpoint)
             return None
         try:
             on_server = {p.part_number: p for p in self.store.list_parts(key, checkpoint.upload_id)}
