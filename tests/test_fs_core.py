@@ -1787,6 +1787,27 @@ class _Killed(BaseException):
     """The daemon dies here (nothing in ossfs catches a BaseException)."""
 
 
+def _crash_after_the_upload(fs, path, fh, monkeypatch) -> str:
+    """Flush ``path`` and "kill -9" the mount ``fs`` right after the server completed
+    the upload, before the cache index recorded it (the record stays dirty); returns
+    the staged file's id."""
+    from ossfs.cache import StagedFile
+    persist = StagedFile.persist
+
+    def dies_recording_the_upload(self, if_changed=False):
+        if not self.rec.dirty and self.rec.etag is not None:
+            raise _Killed()
+        return persist(self, if_changed)
+    with monkeypatch.context() as m:
+        m.setattr(StagedFile, "persist", dies_recording_the_upload)
+        with pytest.raises(_Killed):
+            fs.flush(path, fh)
+    (file_id,) = fs.cache._records
+    assert fs.cache._index.get(file_id)["dirty"]    # the index does not know
+    fs.cache._index.close()                         # the process is gone
+    return file_id
+
+
 @pytest.mark.parametrize("size", [50 * 1024, 250 * 1024], ids=["put", "multipart"])
 @pytest.mark.parametrize("kind", ["memory", "oss"])
 def test_an_upload_completed_just_before_a_crash_is_not_a_conflict(request, make_fs, monkeypatch, tmp_path, clock,
@@ -1795,7 +1816,6 @@ def test_an_upload_completed_just_before_a_crash_is_not_a_conflict(request, make
     the next mount finds the bucket holding exactly that file (size, CRC-64, headers)
     and records it as uploaded, sending nothing again and making no conflict copy.
     Also against ossfs-server through oss2: the headers compared are the real ones."""
-    from ossfs.cache import StagedFile
     if kind == "memory":
         store = request.getfixturevalue("store")
         keys, counts = store.keys, lambda: dict(store.counts)
@@ -1818,20 +1838,8 @@ def test_an_upload_completed_just_before_a_crash_is_not_a_conflict(request, make
     data = os.urandom(size)
     fh = crashed.create("/f", 0o640, os.O_WRONLY | os.O_CREAT, ME)
     crashed.write("/f", data, 0, fh)
-    persist = StagedFile.persist
-
-    def dies_recording_the_upload(self, if_changed=False):
-        if not self.rec.dirty and self.rec.etag is not None:
-            raise _Killed()
-        return persist(self, if_changed)
-    with monkeypatch.context() as m:
-        m.setattr(StagedFile, "persist", dies_recording_the_upload)
-        with pytest.raises(_Killed):
-            crashed.flush("/f", fh)
-    assert store.get_range("f", 0, size) == data    # the server has it ...
-    (file_id,) = crashed.cache._records
-    assert crashed.cache._index.get(file_id)["dirty"]  # ... the index does not know
-    crashed.cache._index.close()                     # the process is gone
+    _crash_after_the_upload(crashed, "/f", fh, monkeypatch)
+    assert store.get_range("f", 0, size) == data    # the server has it
     sent = counts()
     again = make_fs(st=store, name="c", upload_threshold=150 * 1024)   # same cache directory
     for _ in range(500):
@@ -1854,7 +1862,6 @@ def test_a_file_renamed_while_recovery_asks_the_bucket_goes_to_its_new_name(tmp_
     upload completed); meanwhile the user renames it to ``g``, which deletes ``f``.
     The answer about ``f`` no longer describes the file: it is uploaded to ``g``, not
     recorded as already uploaded (nothing would ever send it) nor kept as a conflict."""
-    from ossfs.cache import StagedFile
     clock = Clock()
     store = MemoryStore(clock=clock)
 
@@ -1868,18 +1875,7 @@ def test_a_file_renamed_while_recovery_asks_the_bucket_goes_to_its_new_name(tmp_
     data = os.urandom(5000)
     fh = crashed.create("/f", 0o644, os.O_WRONLY | os.O_CREAT, ME)
     crashed.write("/f", data, 0, fh)
-    persist = StagedFile.persist
-
-    def dies(self, if_changed=False):
-        if not self.rec.dirty and self.rec.etag is not None:
-            raise _Killed()
-        return persist(self, if_changed)
-    with monkeypatch.context() as m:
-        m.setattr(StagedFile, "persist", dies)
-        with pytest.raises(_Killed):
-            crashed.flush("/f", fh)
-    (file_id,) = crashed.cache._records
-    crashed.cache._index.close()
+    file_id = _crash_after_the_upload(crashed, "/f", fh, monkeypatch)
 
     again = new_fs()                      # not init(): drive recover() by hand
     again._unchecked = {file_id}
