@@ -5,7 +5,8 @@ Owns ``meta.sqlite`` (plus its ``-wal``/``-shm`` files, all mode 0600) in the ca
 directory of one mount (bucket + prefix).  One row per mount-relative key (``a/b``
 for ``/a/b``; never the root) holding a :class:`Record`: the entry's form (see
 ``namespace.py``), the key of the object carrying its attributes, and that object's
-HEAD result (size, ETag, Last-Modified, Content-Type, user meta, object type), plus
+HEAD result (size, ETag, Last-Modified, Content-Type, user meta, object type, the
+standard headers a header rewrite must send again: ``store.KEPT_HEADERS``), plus
 ``checked``: when this host last learnt it from the server (a HEAD, a LIST that
 matched it, or the answer to one of this mount's own PUT/copy/complete requests).
 
@@ -49,7 +50,7 @@ from typing import Callable, Iterable, Optional
 log = logging.getLogger(__name__)
 
 FILENAME = "meta.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the headers column (version 1 tables gain it, their rows NULL)
 DEFAULT_MAX_RECORDS = 1_000_000
 _CHUNK = 500  # keys per "IN (...)" query (sqlite's variable limit is 999 on old builds)
 
@@ -69,23 +70,33 @@ class Record:
     object_type: str = "Normal"
     checked: float = 0.0
     own: bool = False
+    headers: Optional[dict] = None  # None: not known (a row from before they were kept)
 
 
-_COLUMNS = "path_key, form, obj_key, size, etag, last_modified, content_type, meta, object_type, checked, own"
+_COLUMNS = ("path_key, form, obj_key, size, etag, last_modified, content_type, meta, object_type, checked, own, "
+            "headers")
+
+
+def _json(value: Optional[dict]) -> Optional[str]:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _dict(text: Optional[str]) -> Optional[dict]:
+    if text == "{}":  # most rows' headers: no JSON parse per row of a listing
+        return {}
+    value = None if text is None else json.loads(text)
+    return value if isinstance(value, dict) else None
 
 
 def _row(rec: Record) -> tuple:
     return (rec.path_key, rec.form, rec.obj_key, rec.size, rec.etag, rec.last_modified, rec.content_type,
-            None if rec.meta is None else json.dumps(rec.meta, separators=(",", ":")), rec.object_type,
-            rec.checked, 1 if rec.own else 0)
+            _json(rec.meta), rec.object_type, rec.checked, 1 if rec.own else 0, _json(rec.headers))
 
 
 def _record(row) -> Optional[Record]:
     try:
-        meta = None if row[7] is None else json.loads(row[7])
         return Record(row[0], row[1], row[2], int(row[3]), row[4] or "", float(row[5]), row[6] or "",
-                      meta if isinstance(meta, dict) or meta is None else None, row[8] or "Normal",
-                      float(row[9]), bool(row[10]))
+                      _dict(row[7]), row[8] or "Normal", float(row[9]), bool(row[10]), _dict(row[11]))
     except (TypeError, ValueError):
         return None
 
@@ -132,11 +143,13 @@ class MetaCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version == 1:
+                db.execute("ALTER TABLE records ADD COLUMN headers TEXT")
+            elif version not in (0, SCHEMA_VERSION):
                 db.execute("DROP TABLE IF EXISTS records")
             db.execute("CREATE TABLE IF NOT EXISTS records (path_key TEXT PRIMARY KEY, form TEXT NOT NULL, "
                        "obj_key TEXT, size INTEGER, etag TEXT, last_modified REAL, content_type TEXT, "
-                       "meta TEXT, object_type TEXT, checked REAL, own INTEGER) WITHOUT ROWID")
+                       "meta TEXT, object_type TEXT, checked REAL, own INTEGER, headers TEXT) WITHOUT ROWID")
             db.execute("CREATE INDEX IF NOT EXISTS records_checked ON records (checked)")
             db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         except sqlite3.DatabaseError:
@@ -213,7 +226,7 @@ class MetaCache:
                 return
             try:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO records (%s) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                self._db.executemany("INSERT OR REPLACE INTO records (%s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                                      % _COLUMNS, rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:

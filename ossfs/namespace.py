@@ -350,14 +350,14 @@ class Namespace:
         if info.meta is None:
             return None  # only LIST data (a failed HEAD): not worth keeping
         return Record(key_of(entry.path), entry.form, info.key, info.size, info.etag, info.last_modified,
-                      info.content_type, info.meta, info.object_type, t, own)
+                      info.content_type, info.meta, info.object_type, t, own, info.headers)
 
     def _entry_from_record(self, path: str, rec: Record) -> Entry:
         if rec.form == IMPLICIT or rec.obj_key is None:
             return self.implicit_entry(path)
         # rec.meta was decoded for this record alone: no copy needed.
         info = ObjectInfo(rec.obj_key, rec.size, rec.etag, rec.last_modified, rec.content_type,
-                          rec.meta if rec.meta is not None else {}, None, rec.object_type)
+                          rec.meta if rec.meta is not None else {}, None, rec.object_type, rec.headers)
         return self.entry_from_info(path, info, rec.form)
 
     # --- resolution ---

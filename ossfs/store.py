@@ -29,12 +29,20 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Optional, Protocol, Tuple, Union
 
 
+# Standard headers that tell those who download an object how to treat its bytes.  OSS
+# drops them when a copy replaces an object's headers (x-oss-metadata-directive:
+# REPLACE, how chmod, chown, touch and setxattr are made) and in a copy in parts (a
+# rename above the CopyObject limit); the OSS store sends them again.
+KEPT_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What HEAD (or a LIST entry) tells about one object.
 
     ``meta`` is ``None`` for LIST entries (LIST carries no user metadata) and a dict
-    (possibly empty) for HEAD results.
+    (possibly empty) for HEAD results.  ``headers``: the object's KEPT_HEADERS
+    (lower-case names), ``None`` when not known (LIST entries, older cache rows).
     """
 
     key: str
@@ -45,6 +53,7 @@ class ObjectInfo:
     meta: Optional[dict] = None
     crc64: Optional[int] = None
     object_type: str = "Normal"  # Normal | Multipart | Appendable | Symlink
+    headers: Optional[dict] = None
 
 
 @dataclass

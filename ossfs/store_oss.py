@@ -72,6 +72,7 @@ import socket
 import time
 import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import BinaryIO, Callable, Iterable, Optional, Tuple
 
 import oss2
@@ -81,7 +82,7 @@ import urllib3
 from ossfs import crc64, httpconn, listxml
 from ossfs.errors import (AccessDenied, IntegrityError, NoSuchBucket, NotFound, PreconditionFailed,
                           StoreError, TransientError, Unreachable)
-from ossfs.store import Body, ListPage, ObjectInfo, PartInfo, UploadInfo
+from ossfs.store import KEPT_HEADERS, Body, ListPage, ObjectInfo, PartInfo, UploadInfo
 
 # Characters an XML request body cannot carry as they are (see OssStore.delete_many):
 # C0 controls but TAB and LF (CR included: parsers turn it into LF), the non-characters
@@ -344,6 +345,16 @@ def _http_time(value: Optional[str]) -> float:
 
 def _meta_from_headers(headers) -> dict:
     return {k[len(META_PREFIX):].lower(): v for k, v in headers.items() if k.lower().startswith(META_PREFIX)}
+
+
+def _kept(headers) -> dict:
+    """The KEPT_HEADERS of a response's (case-insensitive) headers."""
+    out = {}
+    for name in KEPT_HEADERS:
+        value = headers.get(name)
+        if value:
+            out[name] = value
+    return out
 
 
 def _meta_headers(meta: Optional[dict], content_type: str) -> dict:
@@ -610,6 +621,7 @@ class OssStore:
             meta=_meta_from_headers(headers) if meta else None,
             crc64=_int(headers.get("x-oss-hash-crc64ecma")),
             object_type=headers.get("x-oss-object-type", "Normal") or "Normal",
+            headers=_kept(headers),
         )
 
     def head(self, key: str) -> ObjectInfo:
@@ -762,7 +774,7 @@ class OssStore:
                           last_modified=_http_time(result.headers.get("date")),
                           content_type=content_type or result.headers.get("x-oss-content-type", "") or "",
                           meta={str(k).lower(): str(v) for k, v in (meta or {}).items()},
-                          crc64=result.crc)
+                          crc64=result.crc, headers={})
 
     def copy(self, src_key: str, dst_key: str, meta: Optional[dict] = None, content_type: str = "",
              if_match: Optional[str] = None, source: Optional[ObjectInfo] = None) -> ObjectInfo:
@@ -772,8 +784,12 @@ class OssStore:
         because the object changed since (no ``if_match`` given) is it HEADed and copied
         as it is now.  A copy in parts that keeps the headers needs them, so it HEADs
         unless ``source.meta`` is known."""
-        needs_headers = meta is None and (bool(content_type) or (source is not None and source.size > self.copy_limit))
-        if source is not None and not (needs_headers and source.meta is None):
+        big = source is not None and source.size > self.copy_limit
+        needs_meta = meta is None and (bool(content_type) or big)
+        # KEPT_HEADERS are sent again when the copy replaces the headers or is made in parts
+        needs_kept = meta is not None or bool(content_type) or big
+        if source is not None and not (needs_meta and source.meta is None) \
+                and not (needs_kept and source.headers is None):
             try:
                 return self._copy(src_key, source, dst_key, meta, content_type, if_match or source.etag)
             except PreconditionFailed:
@@ -798,6 +814,7 @@ class OssStore:
         headers = {"x-oss-copy-source-if-match": _quote(guard)}
         headers.update(self.object_headers)
         if meta is not None or content_type:
+            headers.update(src.headers or {})
             headers.update(_meta_headers(new_meta, new_type))
             headers["x-oss-metadata-directive"] = "REPLACE"
         else:
@@ -824,12 +841,12 @@ class OssStore:
                           last_modified=modified or _http_time(result.headers.get("date")),
                           content_type=new_type, meta=new_meta,
                           crc64=result.crc if result.crc is not None else src.crc64,
-                          object_type=src.object_type if etag == src.etag else "Normal")
+                          object_type=src.object_type if etag == src.etag else "Normal", headers=src.headers)
 
     def _multipart_copy(self, src_key: str, src: ObjectInfo, dst_key: str, meta: dict, content_type: str,
                         guard: str) -> ObjectInfo:
         part_size = max(self.copy_part_size, -(-src.size // 10000))
-        upload_id = self.initiate_multipart(dst_key, meta, content_type)
+        upload_id = self._initiate(dst_key, meta, content_type, src.headers or {})
         ranges = [(n + 1, off, min(part_size, src.size - off)) for n, off in enumerate(range(0, src.size, part_size))]
         try:
             with ThreadPoolExecutor(max_workers=self.copy_parallel, thread_name_prefix="ossfs-copy") as pool:
@@ -844,7 +861,7 @@ class OssStore:
             raise
         if src.crc64 is not None and info.crc64 is not None and src.crc64 != info.crc64:
             raise IntegrityError("COPY %r -> %r: CRC64 of the copy differs from the source" % (src_key, dst_key))
-        return info
+        return replace(info, headers=src.headers)
 
     def delete(self, key: str) -> None:
         def attempt(_a):
@@ -900,7 +917,11 @@ class OssStore:
     # -- multipart -------------------------------------------------------------
 
     def initiate_multipart(self, key: str, meta: Optional[dict] = None, content_type: str = "") -> str:
-        headers = _meta_headers(meta, content_type)
+        return self._initiate(key, meta, content_type, {})
+
+    def _initiate(self, key: str, meta: Optional[dict], content_type: str, kept: dict) -> str:
+        headers = dict(kept)
+        headers.update(_meta_headers(meta, content_type))
         headers.update(self.object_headers)
         result = self._call("INITIATE %r" % key,
                             lambda _a: self._bucket.init_multipart_upload(self._k(key), headers=dict(headers)))
@@ -966,8 +987,10 @@ class OssStore:
         if expected is not None and result.crc is not None and expected != result.crc:
             raise IntegrityError("%s: CRC64 of the object (%d) differs from the CRC64 of its parts (%d)"
                                  % (what, result.crc, expected), "InconsistentError")
+        # headers: none of KEPT_HEADERS, as initiate_multipart sends none (a copy in
+        # parts, which does, sets its own)
         return ObjectInfo(key=key, size=size, etag=etag, last_modified=_http_time(result.headers.get("date")),
-                          meta=None, crc64=result.crc, object_type="Multipart")
+                          meta=None, crc64=result.crc, object_type="Multipart", headers={})
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         def attempt(n):

@@ -316,3 +316,30 @@ def test_unreadable_cache_is_replaced_and_size_is_bounded(store, clock, tmp_path
     mc.put_many(Record("k%04d" % i, FILE, "k%04d" % i, checked=float(i)) for i in range(1200))
     assert len(mc) <= 100 and mc.get("k1199") is not None and mc.get("k0000") is None
     mc.close()
+
+
+def test_a_cache_of_the_previous_version_keeps_its_rows(clock, tmp_path):
+    """A metadata cache written before the standard headers were kept (schema 1) gains
+    the column: its rows stay usable, with the headers unknown (None, so a header
+    rewrite asks the server for them), and new rows keep theirs."""
+    import sqlite3
+    from ossfs.metacache import MetaCache, Record
+    db = sqlite3.connect(str(tmp_path / "meta.sqlite"))
+    db.execute("CREATE TABLE records (path_key TEXT PRIMARY KEY, form TEXT NOT NULL, obj_key TEXT, size INTEGER, "
+               "etag TEXT, last_modified REAL, content_type TEXT, meta TEXT, object_type TEXT, checked REAL, "
+               "own INTEGER) WITHOUT ROWID")
+    db.execute("INSERT INTO records VALUES ('old', 'file', 'old', 3, 'E', 1.0, 'text/plain', '{\"mode\":\"33188\"}', "
+               "'Normal', 2.0, 0)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    mc = MetaCache(str(tmp_path), clock=clock)
+    old = mc.get("old")
+    assert old is not None and old.meta == {"mode": "33188"} and old.size == 3 and old.headers is None
+    mc.put_many([Record("new", FILE, "new", 1, "F", 1.0, "", {}, headers={"cache-control": "no-cache"}),
+                 Record("plain", FILE, "plain", 1, "G", 1.0, "", {}, headers={})])
+    mc.close()
+    mc = MetaCache(str(tmp_path), clock=clock)
+    assert mc.get("new").headers == {"cache-control": "no-cache"} and mc.get("plain").headers == {}
+    assert mc.get("old").headers is None
+    mc.close()

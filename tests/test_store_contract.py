@@ -236,8 +236,9 @@ def test_copy_with_a_known_source(store):
 
 
 def test_copy_with_a_known_source_sends_no_head(oss_server_session):
-    """The OSS store skips its HEAD when it is told the source; a copy in parts that
-    keeps the headers still asks for them when the source came from a LIST."""
+    """The OSS store skips its HEAD when it is told the source; a copy that replaces
+    the headers, or is made in parts, still asks for them when the source came from a
+    LIST (which carries neither user metadata nor the standard headers to keep)."""
     store = make_oss_store(oss_server_session, prefix="copysrc-%s/" % uuid.uuid4().hex[:8],
                            copy_limit=200 * 1024, copy_part_size=100 * 1024)
     body = bytes(range(256)) * 1000      # 256,000 bytes: above copy_limit
@@ -248,11 +249,17 @@ def test_copy_with_a_known_source_sends_no_head(oss_server_session):
     def heads():
         return oss_server_session.stats()["requests"].get("HeadObject", 0)
 
+    known = {k: store.head(k) for k in ("small", "big")}
     before = heads()
     store.copy("small", "small-2", source=listing["small"])
-    store.copy("small", "small", meta={"mode": "33152"}, if_match=listing["small"].etag, source=listing["small"])
-    store.copy("big", "big-replaced", meta={"mode": "33279"}, source=listing["big"])
+    store.copy("small", "small", meta={"mode": "33152"}, if_match=known["small"].etag, source=known["small"])
+    store.copy("big", "big-replaced", meta={"mode": "33279"}, source=known["big"])
     assert heads() == before
+    relisted = {o.key: o for o in store.list("", delimiter="/").objects}
+    before = heads()
+    store.copy("small-2", "small-2", meta={"mode": "33261"}, source=relisted["small-2"])  # headers unknown: HEAD
+    assert heads() == before + 1 and store.head("small-2").meta == {"mode": "33261"}
+    store.copy("small-2", "small-2", meta={"mode": "33188"}, source=store.head("small-2"))  # back, for below
     assert store.head("small-2").meta == {"mode": "33188"}
     assert store.get_range("big-replaced", 0, len(body)) == body
     before = heads()
@@ -260,6 +267,34 @@ def test_copy_with_a_known_source_sends_no_head(oss_server_session):
     assert heads() == before + 1
     assert store.head("big-kept").meta == {"mode": "33261"}
     assert store.get_range("big-kept", 0, len(body)) == body
+
+
+def test_header_rewrites_and_copies_in_parts_keep_the_standard_headers(oss_server_session):
+    """Cache-Control, Content-Encoding, Content-Disposition, Content-Language and
+    Expires, set by another tool, survive a copy that replaces the headers (chmod,
+    chown, touch, setxattr) and a copy in parts (a large rename): OSS drops them
+    there unless they are sent again."""
+    prefix = "kept-%s/" % uuid.uuid4().hex[:8]
+    store = make_oss_store(oss_server_session, prefix=prefix, copy_limit=200 * KiB, copy_part_size=PART)
+    bucket = oss_server_session.oss_bucket()
+    kept = {"Cache-Control": "max-age=60", "Content-Encoding": "gzip", "Content-Language": "de",
+            "Content-Disposition": 'attachment; filename="a.gz"', "Expires": "Wed, 21 Oct 2026 07:28:00 GMT"}
+    want = {k.lower(): v for k, v in kept.items()}
+    for name, size in (("small", 10), ("big", 256000)):            # big: above copy_limit
+        bucket.put_object(prefix + name, b"z" * size, headers=dict(kept, **{"x-oss-meta-mode": "33188"}))
+    listing = {o.key: o for o in store.list("", delimiter="/").objects}
+    for name in ("small", "big"):
+        assert listing[name].headers is None                       # a LIST does not tell
+        head = store.head(name)
+        assert head.headers == want
+        store.copy(name, name, meta={"mode": "33261"}, source=listing[name])   # asks for them first
+        assert store.head(name).headers == want and store.head(name).meta == {"mode": "33261"}
+        info = store.copy(name, name, meta={"mode": "33152"}, source=store.head(name))
+        assert info.headers == want and store.head(name).headers == want
+        store.copy(name, name + "-moved", source=store.head(name))            # kept as they are
+        moved = store.head(name + "-moved")
+        assert moved.headers == want and moved.meta == {"mode": "33152"}
+        assert store.get_range(name + "-moved", 0, 300000) == b"z" * head.size
 
 
 def test_delete_and_delete_many(store):

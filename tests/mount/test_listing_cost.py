@@ -153,3 +153,32 @@ def test_renames_and_attribute_changes_ask_nothing_known(mount, oss_server):
     assert counts.get("HeadObject", 0) <= 2, counts   # the new name's lookup (file, then directory)
     with open(mount.p("attrs2", "b07"), "rb") as f:
         assert f.read() == b"a" * 7
+
+
+def test_attribute_changes_after_a_write_or_a_listing_cost_one_copy(mounter, oss_server):
+    """``cp -p`` writes a file and at once sets its mode, owner and times; ``chmod -R``
+    lists then changes each entry.  What the mount just learnt (its own upload, single
+    or multipart, or a listing's HEADs) already tells the headers to keep, so each
+    change is one copy and no HEAD."""
+    m = mounter(multipart_threshold=5, multipart_size=5)
+    d = m.p("cp")
+    os.mkdir(d)
+    for name, size in (("small", 100), ("large", 6 * 1024 * 1024)):
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(os.urandom(size))
+        oss_server.reset_stats()
+        os.chmod(path, 0o600)
+        os.chown(path, 1234, 5678)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+        counts = requests(oss_server)
+        assert "HeadObject" not in counts and counts.get("CopyObject", 0) + counts.get("UploadPartCopy", 0) >= 3, \
+            (name, counts)
+    oss_server.oss_bucket().put_object("cp/other", b"from another tool", headers=S3FS_HEADERS)
+    os.listdir(d)
+    ls_l(d)                                 # HEADs "other" (new to this mount)
+    oss_server.reset_stats()
+    for name in ("small", "other"):
+        os.chmod(os.path.join(d, name), 0o644)
+    counts = requests(oss_server)
+    assert "HeadObject" not in counts and counts.get("CopyObject") == 2, counts
