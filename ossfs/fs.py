@@ -957,6 +957,7 @@ class FileSystem:
         if h is None:
             raise FsError(errno.EBADF)
         sf = h.sf
+        last = False
         try:
             with sf.lock:
                 last = sf.rec.open_count == 1
@@ -965,10 +966,14 @@ class FileSystem:
         except FsError as exc:
             log.error("%s is kept in the cache with its unsent changes: %s", path, exc)
         finally:
+            if sf.superseded and last:
+                # The pages this older version's handles read must not serve later
+                # opens; dropped *before* the release, because an open that no longer
+                # finds this version open gets no direct_io and reads the page cache.
+                self._invalidate_kernel(h.path)
             remaining = self.cache.release(sf)
-        if sf.superseded and not remaining:
-            # the pages this older version's handles read must not serve later opens
-            self._invalidate_kernel(h.path)
+        if sf.superseded and not remaining and not last:
+            self._invalidate_kernel(h.path)  # two last handles closed at once
 
     def unlink(self, path: str) -> None:
         attr, entry = self._attr(path)
