@@ -164,7 +164,9 @@ class RangeSet:
 
     def overlap(self, start: int, end: int) -> int:
         """How many bytes of ``[start, end)`` are in the set."""
-        return max(0, end - start) - sum(e - s for s, e in self.missing(start, end)) if end > start else 0
+        if end <= start:
+            return 0
+        return end - start - sum(e - s for s, e in self.missing(start, end))
 
     def clip(self, limit: int) -> None:
         """Drop everything at or beyond ``limit``."""
@@ -309,12 +311,10 @@ def _confirmed_holes(path: str, zeros: list) -> list:
     return out
 
 
-def _staged_bytes(item) -> int:
-    """Disk bytes a staged file takes: its present ranges less its holes (``item``: a
-    StagedFile, whose live sets are newer than its record's, or an IndexRecord)."""
-    if isinstance(item, IndexRecord):
-        return sum(e - s for s, e in item.ranges) - sum(e - s for s, e in item.zeros)
-    return item.staged
+def _staged_bytes(rec: IndexRecord) -> int:
+    """Disk bytes the staged file of ``rec`` takes: its present ranges less its holes
+    (an open file keeps the same count, newer, in ``StagedFile.staged``)."""
+    return sum(e - s for s, e in rec.ranges) - sum(e - s for s, e in rec.zeros)
 
 
 JOURNAL_SUFFIX = ".w"              # files/<id>.w: extents written since the record was saved
@@ -705,17 +705,11 @@ class StagedFile:
                 with self.lock:
                     self.uploading = False
             with self.lock:
-                self.rec.etag = info.etag
-                self.rec.base_size = self.rec.fetch_limit = size
                 # Headers set while the bytes were on the wire (a chmod, a utime) are not
                 # in the object: the file stays dirty, with nothing written since this
                 # version, so that the next upload sends them (copying the data
                 # server-side where it can).  Writes cannot land meanwhile: io_lock.
-                headers_changed = rec.meta != meta or rec.content_type != ctype
-                self.rec.dirty = headers_changed
-                self.rec.checkpoint = None
-                self.unsent = 0
-                self.dirty_ranges = RangeSet() if headers_changed else None
+                self._uploaded_locked(info.etag, size, rec.meta != meta or rec.content_type != ctype)
                 if rec.key != key:  # renamed meanwhile: the object went to the old name
                     self.rec.etag = None
                     self.rec.dirty = True
@@ -726,6 +720,17 @@ class StagedFile:
                 if not self.rec.dirty:
                     self._close_journal_locked(remove=True)
             return info
+
+    def _uploaded_locked(self, etag: str, size: int, headers_changed: bool) -> None:
+        """Record that object version ``etag`` holds this file's ``size`` bytes (caller
+        holds io_lock and lock, and saves the record); with ``headers_changed``, not
+        its headers yet, so it stays dirty with nothing written since that version."""
+        self.rec.etag = etag
+        self.rec.base_size = self.rec.fetch_limit = size
+        self.rec.dirty = headers_changed
+        self.rec.checkpoint = None
+        self.unsent = 0
+        self.dirty_ranges = RangeSet() if headers_changed else None
 
     def adopt_if_same(self, info: ObjectInfo, staged_from: Optional[str]) -> bool:
         """If the bucket's object ``info`` (a HEAD) already is this dirty file, record it
@@ -749,13 +754,9 @@ class StagedFile:
             if crc64_of(self.path, size) != info.crc64:
                 return False
             with self.lock:
+                # the checkpoint: the completed upload's, or one for these same bytes
                 stale = UploadCheckpoint(**self.rec.checkpoint) if self.rec.checkpoint else None
-                self.rec.etag = info.etag
-                self.rec.base_size = self.rec.fetch_limit = size
-                self.rec.dirty = False
-                self.rec.checkpoint = None  # the completed upload's, or one for these same bytes
-                self.unsent = 0
-                self.dirty_ranges = None
+                self._uploaded_locked(info.etag, size, False)
                 self.persist()
                 self._close_journal_locked(remove=True)
             if stale is not None:  # gone if it completed; else its parts would stay
@@ -1368,7 +1369,7 @@ class Cache:
     def _used_locked(self) -> int:
         """Bytes staged (present ranges less holes); an open file's live range sets are
         newer than its record's.  Caller holds _lock."""
-        return sum(_staged_bytes(self._live[r.file_id]) if r.file_id in self._live else _staged_bytes(r)
+        return sum(self._live[r.file_id].staged if r.file_id in self._live else _staged_bytes(r)
                    for r in self._records.values())
 
     def _used(self) -> int:

@@ -100,8 +100,8 @@ from typing import Callable, Iterable, Optional
 
 from .cache import Cache, StagedFile
 from .errors import FsError, NotFound, PreconditionFailed, StoreError, TransientError
-from .meta import (DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, meta_from_attr, shown_attr,
-                   stored_defaults)
+from .meta import (DIR_CONTENT_TYPE, Attr, Defaults, attr_from_info, encode_xattrs, implicit_dir_attr,
+                   meta_from_attr, shown_attr, stored_defaults)
 from .metacache import MetaCache
 from .namespace import (FILE, FOLDER, FOLDER_SUFFIX, IMPLICIT, LEGACY, MARKER, ROOT, Entry, Namespace,
                         dir_prefix, is_utf8, join, key_of)
@@ -323,13 +323,13 @@ class FileSystem:
                     # object, and the rename made the file stand alone (every byte
                     # local, no base): it goes to its new key like any new file
                     target = sf.key
-                elif current is not None and current.etag != staged_from and sf.adopt_if_same(current, staged_from):
-                    # our own upload, completed just before the crash that left the file dirty
-                    log.info("%r: the bucket already holds this version; nothing to send", key)
-                    self._unchecked.discard(file_id)
-                    self.ns.forget("/" + key)
-                    return key
                 elif current is not None and current.etag != staged_from:
+                    if sf.adopt_if_same(current, staged_from):
+                        # our own upload, completed just before the crash that left it dirty
+                        log.info("%r: the bucket already holds this version; nothing to send", key)
+                        self._unchecked.discard(file_id)
+                        self.ns.forget("/" + key)
+                        return key
                     target = self._cut_loose(sf, True, "since this host staged it (ETag %s, staged from %s)"
                                              % (current.etag, staged_from or "no object"))
                 self._unchecked.discard(file_id)
@@ -453,8 +453,7 @@ class FileSystem:
         ``stat`` shows, with the mount's umask and forced owners applied (meta.py)."""
         if entry.info is None or entry.info.meta is None:
             if entry.form == IMPLICIT:  # no headers: the mount's defaults, unmasked
-                return replace(entry.attr, mode=stat.S_IFDIR | (self.defaults.dir_mode & 0o7777),
-                               uid=self.defaults.uid, gid=self.defaults.gid)
+                return implicit_dir_attr(self.defaults, entry.attr.mtime_ns)
             return replace(entry.attr, xattrs=dict(entry.attr.xattrs))
         return attr_from_info(entry.info, self.stored_defaults, entry.form != FILE)
 

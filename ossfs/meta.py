@@ -320,6 +320,12 @@ def shown_attr(attr: Attr, defaults: Defaults) -> Attr:
                    gid=defaults.gid if defaults.force_gid else attr.gid)
 
 
+def implicit_dir_attr(defaults: Defaults, ns: int) -> Attr:
+    """The stored attributes of a directory no object describes (a prefix with objects
+    under it): the mount's default directory mode and owners, and time ``ns``."""
+    return Attr(stat.S_IFDIR | (defaults.dir_mode & 0o7777), defaults.uid, defaults.gid, 4096, ns, ns, ns)
+
+
 def attr_from_info(info: ObjectInfo, defaults: Defaults, is_dir: bool) -> Attr:
     """The attributes shown for the entry described by ``info`` (a HEAD result, or a
     LIST entry whose ``meta`` is None); with :func:`stored_defaults`, those the

@@ -78,7 +78,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
 from .errors import FsError, NotFound, StoreError
-from .meta import Attr, Defaults, attr_from_info, is_decimal, is_dir_content_type
+from .meta import Attr, Defaults, attr_from_info, implicit_dir_attr, is_decimal, is_dir_content_type, shown_attr
 from .metacache import MetaCache, Record
 from .store import ObjectInfo
 
@@ -370,10 +370,8 @@ class Namespace:
         """A directory that only a prefix makes (no marker object): the mount's default
         attributes, and the mount's time as its times, the same at every look (a
         changing mtime would make backup and sync tools see a change that is not)."""
-        d = self.defaults
-        ns = self.root.attr.mtime_ns
-        mode = stat.S_IFDIR | (d.dir_mode & ~d.umask & 0o7777)
-        return Entry(path, IMPLICIT, Attr(mode, d.uid, d.gid, 4096, ns, ns, ns))
+        return Entry(path, IMPLICIT, shown_attr(implicit_dir_attr(self.defaults, self.root.attr.mtime_ns),
+                                                self.defaults))
 
     def lookup(self, path: str, *, fresh: bool = False) -> Entry:
         """The entry at ``path``; raises FsError(ENOENT).  ``fresh`` bypasses the caches
