@@ -756,11 +756,12 @@ class StagedFile:
             with self.lock:
                 # the checkpoint: the completed upload's, or one for these same bytes
                 stale = UploadCheckpoint(**self.rec.checkpoint) if self.rec.checkpoint else None
+            if stale is not None:  # gone if it completed; else its parts would stay.  Aborted
+                self.cache.uploader.discard(stale)  # first: a crash now retries, never leaks it
+            with self.lock:
                 self._uploaded_locked(info.etag, size, False)
                 self.persist()
                 self._close_journal_locked(remove=True)
-            if stale is not None:  # gone if it completed; else its parts would stay
-                self.cache.uploader.discard(stale)
             return True
 
     def _bytes_to_send(self, size: int) -> list:
