@@ -90,6 +90,7 @@ import mimetypes
 import os
 import posixpath
 import random
+import re
 import socket
 import stat
 import threading
@@ -123,6 +124,9 @@ UNKEPT_XATTR_NAMESPACES = ("security.", "system.")
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 MAX_NAME = 255
+#: libfuse renames an open file that is unlinked (or renamed over) to a name of this
+#: form in its directory, and unlinks that name at its last close (FileSystem._hide).
+_HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
@@ -241,6 +245,9 @@ class FileSystem:
         self._bg_stop = threading.Event()
         self._bg: Optional[threading.Thread] = None
         self._unchecked: set = set()  # file_ids found dirty at init, not yet checked for conflicts (bg thread)
+        # Open files that lost their name, by the hidden path libfuse gave them
+        # (:meth:`_hide`); GUARDED_BY(_lock).
+        self._hidden: "dict[str, StagedFile]" = {}
 
     # --- lifecycle ---
 
@@ -422,12 +429,19 @@ class FileSystem:
         return h is not None and h.direct_io
 
     def _open_sf(self, path: str) -> Optional[StagedFile]:
-        return self.cache.get_open(key_of(path))
+        with self._lock:
+            hidden = self._hidden.get(path)
+        return hidden if hidden is not None else self.cache.get_open(key_of(path))
 
     def _attr(self, path: str) -> tuple:
         """(Attr, Entry or None) of ``path``: the staged attributes of an open file,
         else the namespace's."""
         if path != "/":
+            with self._lock:
+                hidden = self._hidden.get(path)
+            if hidden is not None:
+                with hidden.lock:
+                    return self._shown_staged(hidden), None
             if any(len(c.encode("utf-8", "surrogateescape")) > MAX_NAME for c in path.split("/")):
                 raise FsError(errno.ENAMETOOLONG)  # such names exist in buckets but no path reaches them
             sf = self._open_sf(path)
@@ -498,11 +512,12 @@ class FileSystem:
             raise FsError(errno.EEXIST)
 
     @staticmethod
-    def _stat(attr: Attr) -> dict:
+    def _stat(attr: Attr, unlinked: bool = False) -> dict:
         """fusepy's stat dict of ``attr`` (float seconds and exact nanoseconds);
-        built in one expression, as ``ls -l`` asks for one per entry."""
+        built in one expression, as ``ls -l`` asks for one per entry.  An
+        ``unlinked`` file (open, its name gone) has ``st_nlink`` 0."""
         a, m, c, size = attr.atime_ns, attr.mtime_ns, attr.ctime_ns, attr.size
-        return {"st_mode": attr.mode, "st_nlink": 2 if stat.S_ISDIR(attr.mode) else 1,
+        return {"st_mode": attr.mode, "st_nlink": 0 if unlinked else 2 if stat.S_ISDIR(attr.mode) else 1,
                 "st_uid": attr.uid, "st_gid": attr.gid, "st_size": size,
                 "st_blocks": (size + 511) // 512, "st_blksize": 4096,
                 "st_atime": a / NS, "st_atime_ns": a, "st_mtime": m / NS, "st_mtime_ns": m,
@@ -549,8 +564,11 @@ class FileSystem:
             if h is not None:
                 with h.sf.lock:
                     if h.sf.attr is not None:
-                        return self._stat(self._shown_staged(h.sf))
-        return self._stat(self._attr(path)[0])
+                        return self._stat(self._shown_staged(h.sf), h.sf.detached)
+        attr = self._attr(path)[0]
+        with self._lock:
+            hidden = path in self._hidden
+        return self._stat(attr, hidden)
 
     def readdir(self, path: str, fh=None) -> list:
         attr, _ = self._attr(path)
@@ -975,6 +993,9 @@ class FileSystem:
             self._invalidate_kernel(h.path)  # two last handles closed at once
 
     def unlink(self, path: str) -> None:
+        with self._lock:
+            if self._hidden.pop(path, None) is not None:
+                return  # the last close of a file hidden by _hide: its object went then
         attr, entry = self._attr(path)
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
@@ -989,6 +1010,23 @@ class FileSystem:
         discard.commit()
         self.ns.forget(path, missing=True)
         self._forget_implicit_parent(path)
+
+    def _hide(self, path: str, hidden: str, sf: StagedFile) -> None:
+        """libfuse's way of unlinking an open file (or renaming over one): it renames
+        it to ``hidden`` (``.fuse_hidden...`` in the same directory), keeps using that
+        path for the handles' calls that come without a handle (``fstat`` and
+        ``fchmod`` of an unlinked file) and unlinks it after the last close.  Here the
+        object is deleted at once, exactly as :meth:`unlink`; the staged file stays
+        reachable by ``hidden``, in memory only: never uploaded, never listed, never in
+        the bucket.  Its attributes are those it had, with ``st_nlink`` 0."""
+        attr, entry = self._attr(path)
+        with sf.lock:
+            if sf.attr is None:
+                stored = self._stored_attr(entry) if entry is not None else attr
+                self._stage_attr(sf, stored, entry.info.meta if entry is not None and entry.info else None)
+        self.unlink(path)
+        with self._lock:
+            self._hidden[hidden] = sf
 
     def _forget_implicit_parent(self, path: str) -> None:
         """A directory without an object vanishes with its last child, and so may its
@@ -1010,6 +1048,11 @@ class FileSystem:
             raise FsError(errno.EINVAL)
         if old == "/" or new == "/":
             raise FsError(errno.EBUSY)
+        if not flags and _HIDDEN_NAME.match(posixpath.basename(new)):
+            sf = self.cache.get_open(key_of(old))
+            if sf is not None:
+                self._hide(old, new, sf)
+                return
         src, src_entry = self._attr(old)
         self._check_name(new, stat.S_ISDIR(src.mode))
         self._check_parent(new)
@@ -1035,6 +1078,9 @@ class FileSystem:
         try:
             if src_dir:
                 self._rename_dir(old, new, src_entry, replaced)
+                with self._lock:  # libfuse moves the hidden files below with their directory
+                    for hidden in [p for p in self._hidden if p.startswith(old + "/")]:
+                        self._hidden[new + hidden[len(old):]] = self._hidden.pop(hidden)
             else:
                 self._rename_file(old, new, src_entry)
             done = True
@@ -1128,6 +1174,12 @@ class FileSystem:
             raise FsError(errno.EPERM, "the mountpoint's attributes cannot change")
         now = self._now_ns()
         key = key_of(path)
+        with self._lock:
+            hidden = self._hidden.get(path)
+        if hidden is not None:
+            with hidden.lock:  # never uploaded: what its handles' fstat shows
+                hidden.attr = replace(change(hidden.attr), ctime_ns=now)
+            return
         sf = self._open_sf(path)
         if sf is not None and self._update_staged(sf, change, now):
             return

@@ -38,8 +38,12 @@ Kernel caching decisions (documented for users in ``docs/semantics.md``):
 * the page cache of a file is kept across opens when its size and mtime did not change
   (libfuse's ``auto_cache``, re-checked on every open), so re-reading an unchanged file
   costs nothing and a file changed by another client is re-read after ``open``;
-* ``hard_remove``: unlinking an open file removes it at once, instead of libfuse's
-  rename to ``.fuse_hidden*``, which would create (and bill) a hidden object.
+* no ``hard_remove``: libfuse renames an open file that is unlinked (or renamed over)
+  to ``.fuse_hidden*`` and unlinks that name at its last close.  The core deletes
+  the object at that rename and keeps the hidden name in memory only (no object is
+  created or billed); the name is what lets ``fstat``, ``fchmod`` and ``futimens``
+  of an unlinked file work: the kernel sends those without the file handle, and
+  with ``hard_remove`` libfuse would answer them ESTALE itself.
 
 Threads: libfuse calls the callbacks from many threads at once (one with ``-s``);
 this module holds no state of its own beyond what is set before the mount starts.
@@ -221,7 +225,7 @@ class FuseOperations(mfusepy.Operations):
             config.attr_timeout = self.kernel.attr_timeout
             config.entry_timeout = self.kernel.entry_timeout
             config.negative_timeout = self.kernel.negative_timeout
-            config.hard_remove = 1
+            config.hard_remove = 0
             config.use_ino = 0
             config.kernel_cache = 1 if self.kernel.kernel_cache else 0
             config.auto_cache = 0 if self.kernel.kernel_cache else 1

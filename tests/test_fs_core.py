@@ -650,6 +650,50 @@ def test_unlinked_open_file_keeps_working_and_is_not_recreated(fs, store):
     assert "f" not in store.keys()
 
 
+HIDDEN = "/d/.fuse_hidden0000000200000001"  # the name libfuse gives an unlinked open file
+
+
+def test_an_unlinked_open_file_answers_by_the_name_libfuse_hides_it_under(fs, store):
+    fs.mkdir("/d", 0o755, ME)
+    write_file(fs, "/d/f", b"content", mode=0o640)
+    fh = fs.open("/d/f", os.O_RDWR, ME)
+    fs.rename("/d/f", HIDDEN)  # libfuse's unlink of an open file
+    assert "d/f" not in store.keys() and not any("hidden" in k for k in store.keys())
+    assert errno_of(fs.getattr, "/d/f") == errno.ENOENT
+    assert [n for n, _ in fs.readdir("/d")] == [".", ".."]
+    st = fs.getattr(HIDDEN)  # fstat: the kernel sends it without the handle
+    assert (st["st_size"], st["st_nlink"], stat.S_IMODE(st["st_mode"])) == (7, 0, 0o640)
+    fs.write(HIDDEN, b"more", 7, fh)
+    fs.chmod(HIDDEN, 0o600)
+    fs.truncate(HIDDEN, 9)
+    st = fs.getattr(HIDDEN, fh)
+    assert (st["st_size"], st["st_nlink"], stat.S_IMODE(st["st_mode"])) == (9, 0, 0o600)
+    assert fs.read(HIDDEN, 100, 0, fh) == b"contentmo"
+    fs.rename("/d", "/e")  # libfuse moves the hidden name with its directory
+    assert fs.getattr("/e/.fuse_hidden0000000200000001")["st_size"] == 9
+    fs.flush("/e/.fuse_hidden0000000200000001", fh)
+    fs.release("/e/.fuse_hidden0000000200000001", fh)
+    write_file(fs, "/e/f", b"new")  # a new file by the old name is not touched
+    fs.unlink("/e/.fuse_hidden0000000200000001")  # libfuse, after the last close
+    assert errno_of(fs.getattr, "/e/.fuse_hidden0000000200000001") == errno.ENOENT
+    assert sorted(store.keys()) == ["e/", "e/f"] and store.peek("e/f") == b"new"
+
+
+def test_a_file_renamed_over_while_open_is_hidden_not_uploaded(fs, store):
+    write_file(fs, "/a", b"new version")
+    write_file(fs, "/b", b"old")
+    fh = fs.open("/b", os.O_RDWR, ME)
+    fs.write("/b", b"OLD", 0, fh)
+    fs.rename("/b", "/.fuse_hidden00000003000000aa")  # libfuse hides the open target first
+    assert store.keys() == ["a"]
+    fs.rename("/a", "/b")
+    fs.flush("/.fuse_hidden00000003000000aa", fh)
+    assert store.keys() == ["b"]  # never uploaded
+    fs.release("/.fuse_hidden00000003000000aa", fh)
+    fs.unlink("/.fuse_hidden00000003000000aa")
+    assert store.keys() == ["b"] and store.peek("b") == b"new version"
+
+
 def test_rename_of_file_whose_upload_failed(make_fs, store):
     fs = make_fs(retries=0)  # close gives up at once: EIO
     fh = fs.create("/a", 0o644, os.O_WRONLY | os.O_CREAT, ME)

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import time
 
+import oss2
 import pytest
 
 
@@ -229,3 +230,56 @@ def test_hard_link_refused(mount):
     assert not os.path.exists(mount.p("hl-dst"))
     proc = sh("ln", path, mount.p("hl-dst2"), check=False)
     assert proc.returncode != 0 and "not supported" in proc.stderr.lower(), proc.stderr
+
+
+def test_an_unlinked_open_file_keeps_its_attributes(mount):
+    """tmpfile(3) and its kind: open, unlink, then fstat, fchmod, ftruncate on the fd."""
+    os.mkdir(mount.p("tmp"))
+    fd = os.open(mount.p("tmp", "scratch"), os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, b"x" * 5000)
+        os.unlink(mount.p("tmp", "scratch"))
+        st = os.fstat(fd)
+        assert (st.st_size, st.st_nlink, stat.S_IMODE(st.st_mode)) == (5000, 0, 0o640)
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 7)
+        os.utime(fd, ns=(10**18, 10**18))
+        st = os.fstat(fd)
+        assert (st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (7, 0o600, 10**18)
+        assert os.pread(fd, 100, 0) == b"x" * 7
+        assert os.listdir(mount.p("tmp")) == []
+    finally:
+        os.close(fd)
+    assert os.listdir(mount.p("tmp")) == []
+    keys = [o.key for o in oss2.ObjectIterator(mount.server.oss_bucket())]
+    assert keys == ["tmp/"]  # no hidden object was ever made, none is left
+
+
+def test_renaming_over_an_open_file_keeps_the_reader_on_the_old_one(mount):
+    """Saving by rename (editors, rsync, package managers) while a reader has the old file."""
+    with open(mount.p("conf"), "wb") as f:
+        f.write(b"old contents")
+    with open(mount.p("conf.new"), "wb") as f:
+        f.write(b"new")
+    with open(mount.p("conf"), "rb") as reader:
+        os.rename(mount.p("conf.new"), mount.p("conf"))
+        assert os.fstat(reader.fileno()).st_size == 12
+        assert reader.read() == b"old contents"
+    with open(mount.p("conf"), "rb") as f:
+        assert f.read() == b"new"
+    assert sorted(os.listdir(mount.path)) == ["conf"]
+    assert [o.key for o in oss2.ObjectIterator(mount.server.oss_bucket())] == ["conf"]
+
+
+def test_rm_rf_of_a_directory_with_an_open_file(mount):
+    os.makedirs(mount.p("logs", "old"))
+    fd = os.open(mount.p("logs", "old", "app.log"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"line\n")
+        subprocess.run(["rm", "-rf", mount.p("logs")], check=True)
+        assert not os.path.exists(mount.p("logs"))
+        os.write(fd, b"still writing\n")  # the process holding it goes on
+    finally:
+        os.close(fd)
+    assert os.listdir(mount.path) == []
+    assert list(oss2.ObjectIterator(mount.server.oss_bucket())) == []
