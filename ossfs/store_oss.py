@@ -605,7 +605,16 @@ class OssStore:
             if result.status // 100 != 2 or not hasattr(result, "object_list"):
                 raise StoreError("%s does not speak the OSS protocol" % self.endpoint)
 
-        self._call("list " + what, probe, retries=min(self.retries, 1))
+        # A server that answers 5xx (busy, restarting) is asked again as often as
+        # any request; one that does not answer at all is given up on after two
+        # attempts, so that a wrong url= fails the mount within seconds.
+        for attempt in range(self.retries + 1):
+            try:
+                return self._call("list " + what, probe, retries=min(self.retries, 1))
+            except TransientError as exc:
+                if isinstance(exc, Unreachable) or attempt >= self.retries:
+                    raise
+                time.sleep(backoff_delay(attempt))
 
     # -- reads -----------------------------------------------------------------
 

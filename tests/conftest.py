@@ -9,7 +9,7 @@ Fixtures
       ``.data_dir`` (the server's ``--data`` directory)
     * ``.stats() -> dict`` (``{"requests": {"PutObject": n, ...}, "total": N,
       "bytes_in": .., "bytes_out": ..}``), ``.reset_stats()``
-    * ``.set_faults(fault_rate=, drop_rate=, latency_ms=, bandwidth=) -> dict``
+    * ``.set_faults(fault_rate=, drop_rate=, latency_ms=, bandwidth=, fail_next=) -> dict``
     * ``.restart()`` (same data directory and port), ``.stop()``
     * ``.oss_bucket(name=None, auth=None, **kw)`` -> ``oss2.Bucket`` with ``enable_crc=True``
       (path style, because the endpoint is an IP address)
@@ -127,7 +127,7 @@ class OssServer:
     def set_faults(self, **kw) -> dict:
         """Set fault settings; with no arguments, switch every fault off."""
         if not kw:
-            kw = {"fault_rate": 0, "drop_rate": 0, "latency_ms": 0, "bandwidth": 0}
+            kw = {"fault_rate": 0, "drop_rate": 0, "latency_ms": 0, "bandwidth": 0, "fail_next": 0}
         return self._hook("/_ossfs/faults", kw)
 
     def auth(self):

@@ -6,8 +6,9 @@ What it owns
 
     1. serves the test hooks ``/_ossfs/faults`` (GET/POST JSON) and ``/_ossfs/stats``
        (GET; ``POST /_ossfs/stats/reset``) without authentication -- loopback only;
-    2. applies the injected latency, then the fault rate (500 InternalError or 503
-       ServiceUnavailable, counted under ``"faults"``, the store is not touched), then
+    2. applies the injected latency, then ``fail_next`` (503 ServiceUnavailable for the
+       next N requests) and the fault rate (500 InternalError or 503
+       ServiceUnavailable), both counted under ``"faults"`` without touching the store, then
        decides whether this request's connection is to be dropped;
     3. picks the face by the signature: ``AWS4-HMAC-SHA256``/``AWS `` or ``X-Amz-*``
        query -> :mod:`ossfs.server.s3_api`; ``OSS ``/``OSS4-HMAC-SHA256`` or
@@ -152,9 +153,10 @@ class Handler(BaseHTTPRequestHandler):
             fs = self.fault_settings
             if fs.latency_ms > 0:
                 time.sleep(fs.latency_ms / 1000.0)
-            if state.faults.roll(fs.fault_rate):
+            forced = state.faults.take_forced()
+            if forced or state.faults.roll(fs.fault_rate):
                 state.stats.count("faults")
-                if state.faults.roll(0.5):
+                if not forced and state.faults.roll(0.5):
                     xml_error(self, "InternalError", 500, "We encountered an internal error. Please try again.")
                 else:
                     xml_error(self, "ServiceUnavailable", 503, "Please reduce your request rate.")

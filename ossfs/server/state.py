@@ -69,6 +69,7 @@ class FaultSettings:
     drop_rate: float = 0.0       # fraction of requests whose connection is cut mid-body
     latency_ms: float = 0.0      # added before every request
     bandwidth: int = 0           # bytes/s per connection, both directions; 0 = unlimited
+    fail_next: int = 0           # the next N requests are answered 503, whatever fault_rate says
 
 
 class Faults:
@@ -84,13 +85,13 @@ class Faults:
             return FaultSettings(**asdict(self._settings))
 
     def update(self, **kw) -> FaultSettings:
-        """Set any of fault_rate, drop_rate, latency_ms, bandwidth; ValueError on bad input."""
+        """Set any of fault_rate, drop_rate, latency_ms, bandwidth, fail_next; ValueError on bad input."""
         with self._lock:
             new = asdict(self._settings)
             for name, value in kw.items():
                 if name not in new:
                     raise ValueError("unknown fault setting %r" % name)
-                value = int(value) if name == "bandwidth" else float(value)
+                value = int(value) if name in ("bandwidth", "fail_next") else float(value)
                 if value < 0 or (name.endswith("_rate") and value > 1):
                     raise ValueError("%s out of range: %r" % (name, value))
                 new[name] = value
@@ -103,6 +104,14 @@ class Faults:
             return False
         with self._lock:
             return self._random.random() < rate
+
+    def take_forced(self) -> bool:
+        """True (and one fewer left) while ``fail_next`` requests remain to be failed."""
+        with self._lock:
+            if self._settings.fail_next <= 0:
+                return False
+            self._settings.fail_next -= 1
+            return True
 
     # properties for convenience (each reads the current value)
     @property

@@ -41,6 +41,7 @@ from .conftest import Mount
 SEEDS = int(os.environ.get("OSSFS_DIFF_SEEDS", "3"))
 OPS = int(os.environ.get("OSSFS_DIFF_OPS", "200"))
 THREADS = int(os.environ.get("OSSFS_DIFF_THREADS", "4"))
+FAULT_RATE = 0.04  # of requests answered 500/503, and again of connections cut
 ONLY_SEED = os.environ.get("OSSFS_DIFF_SEED")
 MiB = 1 << 20
 
@@ -418,6 +419,25 @@ def test_mount_agrees_with_a_local_directory(seed, mounter, tmp_path):
         run_sequence(seed, OPS, str(ref_root), mounter, sequences)
     finally:
         _close_everything(sequences)
+
+
+@pytest.mark.parametrize("seed", [int(ONLY_SEED)] if ONLY_SEED else list(range(101, 101 + max(1, SEEDS // 2))))
+def test_mount_agrees_with_a_local_directory_while_requests_fail(seed, oss_server, mounter, tmp_path):
+    """The same, with the server failing requests (500, 503) and cutting connections
+    (mid-body, or after doing the request and before answering it) at random: the
+    retries must hide every one of them, and none may do a change twice."""
+    oss_server.set_faults(fault_rate=FAULT_RATE, drop_rate=FAULT_RATE)
+    ref_root = tmp_path / "reference"
+    ref_root.mkdir()
+    sequences = []
+    try:
+        run_sequence(seed, OPS, str(ref_root), mounter, sequences)
+        counts = oss_server.stats()["requests"]
+        assert counts.get("faults", 0) > 10 and counts.get("drops", 0) > 10, str(counts)  # they did happen
+        print("COUNTS", counts)
+    finally:
+        _close_everything(sequences)
+        oss_server.set_faults(fault_rate=0, drop_rate=0)
 
 
 def test_concurrent_sequences_in_separate_directories_agree(mounter, tmp_path):

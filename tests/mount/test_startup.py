@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -77,6 +78,38 @@ def test_endpoint_down(setup, run_ossfs):
     proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp, url=url))
     assert time.monotonic() - start < 15
     _one_line_failure(proc, "cannot reach", url)
+    assert not is_mounted(mnt)
+
+
+def test_a_busy_server_is_asked_again_before_the_mount_gives_up(setup, run_ossfs):
+    """503 answers at mount time (a busy or restarting endpoint, a boot-time fstab
+    mount) are retried like any request; only a server that never answers is not."""
+    server, passwd, mnt, tmp = setup
+    server.set_faults(fail_next=5)  # more than the two attempts a silent server gets
+    try:
+        proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp))
+        faults = server.stats()["requests"].get("faults", 0)
+    finally:
+        server.set_faults(fail_next=0)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert is_mounted(mnt)
+        assert faults == 5
+    finally:
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-u", mnt], check=True)
+
+
+def test_a_server_answering_only_errors_fails_the_mount_in_one_line(setup, run_ossfs):
+    server, passwd, mnt, tmp = setup
+    server.set_faults(fault_rate=1.0)
+    try:
+        proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp) + ",retries=2")
+        faults = server.stats()["requests"].get("faults", 0)
+    finally:
+        server.set_faults()
+    _one_line_failure(proc, "cannot reach", "after 2 attempts")
+    assert faults == 6  # three rounds of two attempts: retries=2
     assert not is_mounted(mnt)
 
 

@@ -36,6 +36,21 @@ def test_fault_rate_one_refuses_everything_before_the_store(oss_server, monkeypa
     assert statuses <= {500, 503}
 
 
+def test_fail_next_refuses_exactly_that_many_requests(oss_server, monkeypatch):
+    monkeypatch.setattr(oss2.defaults, "request_retries", 0)
+    b = oss_server.oss_bucket()
+    oss_server.reset_stats()
+    assert oss_server.set_faults(fail_next=2)["fail_next"] == 2
+    for i in range(2):
+        with pytest.raises(oss2.exceptions.ServerError) as e:
+            b.put_object("k", b"%d" % i)
+        assert (e.value.status, e.value.code) == (503, "ServiceUnavailable")
+    b.put_object("k", b"third")
+    assert oss_server.set_faults()["fail_next"] == 0
+    assert oss_server.stats()["requests"] == {"faults": 2, "PutObject": 1}
+    assert b.get_object("k").read() == b"third"
+
+
 def test_drop_rate_cuts_connections_both_ways(oss_server):
     b = oss_server.oss_bucket()
     data = os.urandom(256 * 1024)
