@@ -126,6 +126,11 @@ RENAME_EXCHANGE = 2
 MAX_NAME = 255
 #: libfuse renames an open file that is unlinked (or renamed over) to a name of this
 #: form in its directory, and unlinks that name at its last close (FileSystem._hide).
+#: Symlink targets remembered (FileSystem._remember_link), and for how long (seconds):
+#: as long as the kernel keeps a name (entry_timeout), so that a link another client
+#: re-pointed is followed as soon as a new file would be seen.
+LINK_TARGETS_KEPT = 4096
+LINK_TARGET_TTL = 1.0
 _HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
@@ -245,6 +250,9 @@ class FileSystem:
         self._bg_stop = threading.Event()
         self._bg: Optional[threading.Thread] = None
         self._unchecked: set = set()  # file_ids found dirty at init, not yet checked for conflicts (bg thread)
+        # Symlink targets by key: (target, ETag, when read), the oldest dropped first;
+        # GUARDED_BY(_lock).
+        self._link_targets: "collections.OrderedDict[tuple, str]" = collections.OrderedDict()
         # Open files that lost their name, by the hidden path libfuse gave them
         # (:meth:`_hide`); GUARDED_BY(_lock).
         self._hidden: "dict[str, StagedFile]" = {}
@@ -687,7 +695,8 @@ class FileSystem:
         self._check_new(target)
         body = source.encode("utf-8", "surrogateescape")
         attr = self._mode_attr(stat.S_IFLNK, ctx, len(body), source)
-        self._put_entry(target, key_of(target), body, attr, "application/octet-stream", FILE)
+        entry = self._put_entry(target, key_of(target), body, attr, "application/octet-stream", FILE)
+        self._remember_link(entry, source, self.clock())
 
     def readlink(self, path: str) -> str:
         attr, entry = self._attr(path)
@@ -705,8 +714,28 @@ class FileSystem:
         if entry is None:  # an open symlink object: read its staged body
             sf = self._open_sf(path)
             return sf.read(0, sf.size).decode("utf-8", "surrogateescape")
+        now = self.clock()
+        with self._lock:
+            known = self._link_targets.get(entry.key)
+        if known is not None and known[1] == entry.etag and now - known[2] < LINK_TARGET_TTL:
+            return known[0]
         body = self.store.get_range(entry.key, 0, max(entry.info.size, 1), if_match=entry.etag)
-        return body.decode("utf-8", "surrogateescape")
+        target = body.decode("utf-8", "surrogateescape")
+        self._remember_link(entry, target, now)
+        return target
+
+    def _remember_link(self, entry: Entry, target: str, now: float) -> None:
+        """The target of the symlink object version ``entry`` names, read (or written)
+        at ``now``: the kernel asks for it at every path walk through the link (40
+        times for a loop), which would cost a GET each.  It is used for
+        :data:`LINK_TARGET_TTL` seconds, as long as the stat cache shows that ETag."""
+        if not entry.etag:
+            return
+        with self._lock:
+            self._link_targets[entry.key] = (target, entry.etag, now)
+            self._link_targets.move_to_end(entry.key)
+            while len(self._link_targets) > LINK_TARGETS_KEPT:
+                self._link_targets.popitem(last=False)
 
     def link(self, target: str, source: str) -> None:
         raise FsError(errno.ENOTSUP, "hard links are not supported")

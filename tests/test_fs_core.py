@@ -1764,11 +1764,23 @@ def test_a_garbage_mode_header_does_not_break_its_directory(fs, store):
     assert stat.S_ISREG(fs.getattr("/d/bad")["st_mode"])
 
 
-def test_readlink_follows_a_link_another_client_repointed(fs, store):
+def test_readlink_follows_a_link_another_client_repointed(fs, store, clock):
     store.put("l", b"target-one", meta={"mode": str(stat.S_IFLNK | 0o777)})
     assert fs.readlink("/l") == "target-one"
     store.put("l", b"target-two", meta={"mode": str(stat.S_IFLNK | 0o777)})
+    clock.t += 1  # a target read within the second is used again (LINK_TARGET_TTL)
     assert fs.readlink("/l") == "target-two"
+
+
+def test_a_symlink_is_read_once_per_version(fs, store):
+    """The kernel asks for a link's target at every path walk through it (40 times
+    for a loop): within a second, one GET per link, not one per walk."""
+    fs.symlink("/mine", "target-of-mine", ME)
+    store.put("l", b"target-one", meta={"mode": str(stat.S_IFLNK | 0o777)})
+    gets = store.counts["GetObject"]
+    assert [fs.readlink("/mine") for _ in range(3)] == ["target-of-mine"] * 3
+    assert [fs.readlink("/l") for _ in range(3)] == ["target-one"] * 3
+    assert store.counts["GetObject"] == gets + 1
 
 
 def test_listing_sees_another_clients_change_in_the_second_after_our_write(make_fs, store, clock):

@@ -41,7 +41,7 @@ from .conftest import Mount
 SEEDS = int(os.environ.get("OSSFS_DIFF_SEEDS", "3"))
 OPS = int(os.environ.get("OSSFS_DIFF_OPS", "200"))
 THREADS = int(os.environ.get("OSSFS_DIFF_THREADS", "4"))
-FAULT_RATE = 0.04  # of requests answered 500/503, and again of connections cut
+FAULT_RATE = float(os.environ.get("OSSFS_DIFF_FAULT_RATE", "0.04"))  # of requests answered 500/503, and again of connections cut
 ONLY_SEED = os.environ.get("OSSFS_DIFF_SEED")
 MiB = 1 << 20
 
