@@ -270,7 +270,7 @@ def check_bucket(store, config, timeout: float = CHECK_TIMEOUT) -> None:
 
     def probe():
         try:
-            store.check_bucket()
+            store.check_bucket(timeout)
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome.append(exc)

@@ -92,9 +92,10 @@ class ObjectStore(Protocol):
 
     bucket: str
 
-    def check_bucket(self) -> None:
+    def check_bucket(self, deadline: float = 20.0) -> None:
         """Fail fast if the endpoint is unreachable (Unreachable), the key is wrong
-        (AccessDenied) or the bucket does not exist (NoSuchBucket)."""
+        (AccessDenied) or the bucket does not exist (NoSuchBucket); a server that
+        answers but fails (5xx) is asked again within about ``deadline`` seconds."""
 
     def head(self, key: str) -> ObjectInfo:
         """HEAD the object; raises NotFound."""

@@ -172,7 +172,7 @@ class MemoryStore:
 
     # --- ObjectStore ---
 
-    def check_bucket(self) -> None:
+    def check_bucket(self, deadline: float = 20.0) -> None:
         with self._lock:
             self._op("GetBucketInfo")
 

@@ -586,7 +586,7 @@ class OssStore:
 
     # -- bucket ----------------------------------------------------------------
 
-    def check_bucket(self) -> None:
+    def check_bucket(self, deadline: float = 20.0) -> None:
         what = "bucket %s at %s" % (self.bucket, self.endpoint)
 
         def probe(_attempt):
@@ -605,16 +605,24 @@ class OssStore:
             if result.status // 100 != 2 or not hasattr(result, "object_list"):
                 raise StoreError("%s does not speak the OSS protocol" % self.endpoint)
 
-        # A server that answers 5xx (busy, restarting) is asked again as often as
-        # any request; one that does not answer at all is given up on after two
-        # attempts, so that a wrong url= fails the mount within seconds.
+        # A server that answers 5xx (busy, restarting) is asked again, up to retries=
+        # rounds, none started after half of ``deadline`` seconds; one that does not answer at all (no
+        # HTTP status: refused, timed out, cut) is given up on after two attempts, so
+        # that a wrong url= fails the mount within seconds.
+        start, attempts = time.monotonic(), 0
         for attempt in range(self.retries + 1):
             try:
                 return self._call("list " + what, probe, retries=min(self.retries, 1))
             except TransientError as exc:
-                if isinstance(exc, Unreachable) or attempt >= self.retries:
+                attempts += min(self.retries, 1) + 1
+                delay = backoff_delay(attempt)
+                if (not exc.status or attempt >= self.retries
+                        or time.monotonic() - start + delay > deadline / 2):
+                    if exc.status:
+                        exc.args = (re.sub(r" \(after \d+ attempts\)$", "", exc.args[0])
+                                    + " (after %d attempts)" % attempts,)
                     raise
-                time.sleep(backoff_delay(attempt))
+                time.sleep(delay)
 
     # -- reads -----------------------------------------------------------------
 

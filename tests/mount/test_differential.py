@@ -5,11 +5,16 @@ directory on the local disk (the reference): writes at any offset, ``O_TRUNC`` a
 ``O_APPEND``, truncates, renames of files and directories (onto existing names
 too), unlinks, ``mkdir``/``rmdir``, ``chmod``, ``chown``, ``utime``, xattrs, symlinks, and file
 handles kept open across the other operations (reads and writes through them,
-also after their file was renamed, replaced or unlinked).  After every operation
+writes through a shared ``mmap``, also after their file was renamed, replaced or
+unlinked).  After every operation
 the outcome (result or errno) must be the same; every few operations, and after
 each remount, the whole tree is compared: names, types, sizes, modes, owners,
 ``user.`` xattrs, contents, symlink targets, and mtimes wherever the reference shows
 one set by ``utime``.
+
+While no handle is open, a second mount of the bucket that caches no metadata
+(``stat_cache_expire=0``) must show what the reference shows, entry by entry:
+what reached the bucket is what the first mount shows (close-to-open).
 
 Every 50 operations the open handles are closed and the mount is replaced, in turn: unmounted
 and mounted again on the same cache directory (staged files and the metadata cache
@@ -27,6 +32,7 @@ a failure names its seed, and ``OSSFS_DIFF_SEED=S`` replays that one.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import signal
@@ -153,6 +159,20 @@ class Side:
     def htruncate(self, h, size):
         os.ftruncate(self.fds[h], size)
 
+    def hmmap(self, h, where, data):
+        """Write ``data`` through a shared mapping of the whole file, at ``where`` (a
+        fraction of its size), and msync; what an mmap-ing program does."""
+        fd = self.fds[h]
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0
+        offset = min(int(where * size), size - 1)
+        data = data[:size - offset]
+        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+            m[offset:offset + len(data)] = data
+            m.flush()
+        return len(data)
+
     def hsize(self, h):
         return os.fstat(self.fds[h]).st_size
 
@@ -242,6 +262,8 @@ def random_op(rnd: random.Random, handles: dict) -> tuple:
                     random_data(rnd))
         if what < 0.6:
             return ("hread", h, rnd.randint(0, 30_000), rnd.randint(1, 70_000))
+        if what < 0.66 and handles[h] & os.O_RDWR:
+            return ("hmmap", h, rnd.random(), random_data(rnd)[:20_000])
         if what < 0.72 and writable:
             return ("htruncate", h, rnd.choice([0, rnd.randint(0, 50_000), rnd.randint(5 * MiB, 7 * MiB)]))
         if what < 0.85:
@@ -286,6 +308,23 @@ def random_op(rnd: random.Random, handles: dict) -> tuple:
     return ops[-1][1]()
 
 
+def peer_view(root: str, rel: str) -> tuple:
+    """What a program sees of ``rel`` below ``root``: type, mode, owners, size, and
+    the content, listing or target; or the errno."""
+    full = os.path.join(root, rel)
+    try:
+        st = os.lstat(full)
+        seen = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        if stat.S_ISREG(st.st_mode):
+            with open(full, "rb") as f:
+                return seen + (st.st_size, f.read())
+        if stat.S_ISDIR(st.st_mode):
+            return seen + (sorted(os.listdir(full)),)
+        return seen + (os.readlink(full),)
+    except OSError as exc:
+        return ("err", errno.errorcode.get(exc.errno, exc.errno))
+
+
 def compare_trees(ref: Side, mnt: Side, explicit: set, where: str) -> None:
     want = ref.snapshot(explicit)
     got = mnt.snapshot(set())
@@ -311,6 +350,8 @@ class Sequence:
         self.where = {}    # handle -> Where: what libfuse knows of its file's name
         self.explicit = set()
         self.log = []
+        self.peer = None  # root of the same bucket in a second mount, that caches nothing
+        self.peer_rnd = random.Random(seed * 7919)
 
     def context(self) -> str:
         recent = self.log[-int(os.environ.get("OSSFS_DIFF_CONTEXT", "12")):]
@@ -351,6 +392,12 @@ class Sequence:
             self.context(), _show(want), _show(got), {h: vars(w) for h, w in self.where.items()})
         if i % 10 == 9:
             self.compare(self.context())
+        if self.peer is not None and not self.handles and self.peer_rnd.random() < 0.3:
+            # What is in the bucket is what this mount shows, once nothing is open.
+            path = self.peer_rnd.choice(PATHS + DIRS_AT[1:])
+            want, got = peer_view(ref.root, path), peer_view(self.peer, path)
+            assert got == want, "%s\n  another mount shows %s: %s, reference %s" % (
+                self.context(), path, _show(got), _show(want))
 
     def close_all(self) -> None:
         """Close every open handle on both sides, as a program would before a remount."""
@@ -366,6 +413,7 @@ def run_sequence(seed: int, ops: int, ref_root: str, mounter, sequences: list) -
     opts = dict(multipart_threshold=5, multipart_size=5, cache_size_mb=24)
     mount: Mount = mounter(**opts)
     seq = Sequence(seed, ref_root, mount.path)
+    seq.peer = mounter(stat_cache_expire=0).path
     sequences.append(seq)
     remounts = 0
     for i in range(ops):

@@ -101,6 +101,7 @@ def test_a_busy_server_is_asked_again_before_the_mount_gives_up(setup, run_ossfs
 
 
 def test_a_server_answering_only_errors_fails_the_mount_in_one_line(setup, run_ossfs):
+    """... and the retries stop in time for the one-line message, however many retries= allows."""
     server, passwd, mnt, tmp = setup
     server.set_faults(fault_rate=1.0)
     try:
@@ -108,9 +109,18 @@ def test_a_server_answering_only_errors_fails_the_mount_in_one_line(setup, run_o
         faults = server.stats()["requests"].get("faults", 0)
     finally:
         server.set_faults()
-    _one_line_failure(proc, "cannot reach", "after 2 attempts")
+    _one_line_failure(proc, "cannot reach", "after 6 attempts")
     assert faults == 6  # three rounds of two attempts: retries=2
     assert not is_mounted(mnt)
+    server.set_faults(fail_next=100000)
+    try:
+        start = time.monotonic()
+        proc = run_ossfs(server.bucket, mnt, "-o", _opts(server, passwd, tmp) + ",retries=30")
+        took = time.monotonic() - start
+    finally:
+        server.set_faults()
+    line = _one_line_failure(proc, "cannot reach", "ServiceUnavailable")
+    assert "no answer" not in line and took < 20, (line, took)
 
 
 def test_wrong_secret(setup, run_ossfs):
