@@ -1212,6 +1212,17 @@ class Cache:
             sf = self._open.get(key)
             return sf if sf is not None and sf.rec.open_count > 0 else None
 
+    def open_version(self, key: str) -> Optional[StagedFile]:
+        """:meth:`get_open`, else the newest older version of ``key`` still open
+        (superseded, not detached): what a handle on the name may hold."""
+        sf = self.get_open(key)
+        if sf is not None:
+            return sf
+        with self._lock:
+            older = [o for o in self._live.values()
+                     if o.superseded and o.key == key and not o.detached and o.rec.open_count > 0]
+        return older[-1] if older else None
+
     def superseded_open(self, key: str) -> bool:
         """True while a handle on an older version of ``key`` (superseded) is open."""
         with self._lock:

@@ -132,6 +132,21 @@ MAX_NAME = 255
 LINK_TARGETS_KEPT = 4096
 LINK_TARGET_TTL = 1.0
 _HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
+HIDDEN_CLOSED_KEPT = 1024
+
+
+def is_hidden_name(path: str) -> bool:
+    """True for the names libfuse gives open files it hides (``.fuse_hidden`` + 16 hex)."""
+    return _HIDDEN_NAME.match(posixpath.basename(path)) is not None
+
+
+@dataclass
+class _PendingHide:
+    """A hide before a rename onto ``path`` (FileSystem._hide), until that rename ends."""
+
+    path: str
+    hidden: str
+    discard: object  # cache.Discard
 MAX_KEY = 1023
 FIRST_READ = 1 << 20       # bytes an open for reading fetches with its check (one FUSE read)
 RETRY_INTERVAL = 30.0      # seconds between background retries of dirty closed files
@@ -256,6 +271,12 @@ class FileSystem:
         # Open files that lost their name, by the hidden path libfuse gave them
         # (:meth:`_hide`); GUARDED_BY(_lock).
         self._hidden: "dict[str, StagedFile]" = {}
+        # Hidden paths whose file's last handle closed, until libfuse unlinks them
+        # (never, if their directory went meanwhile: bounded); GUARDED_BY(_lock).
+        self._hidden_closed: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+        # A hide libfuse makes before a rename onto an open file, by thread: finished
+        # by that rename, which libfuse calls next in the same thread; GUARDED_BY(_lock).
+        self._pending_hides: dict = {}
 
     # --- lifecycle ---
 
@@ -575,8 +596,8 @@ class FileSystem:
                         return self._stat(self._shown_staged(h.sf), h.sf.detached)
         attr = self._attr(path)[0]
         with self._lock:
-            hidden = path in self._hidden
-        return self._stat(attr, hidden)
+            hidden = self._hidden.get(path)
+        return self._stat(attr, hidden is not None and hidden.detached)
 
     def readdir(self, path: str, fh=None) -> list:
         attr, _ = self._attr(path)
@@ -896,6 +917,20 @@ class FileSystem:
         if size > self.max_file_size:
             raise FsError(errno.EFBIG, "objects are limited to %d bytes" % self.max_file_size)
 
+    def _settle_hides(self, sf: StagedFile) -> None:
+        """A hide before a rename that never came (a program renamed an open file
+        to a name of libfuse's hidden form itself): the file gets its name back
+        before a flush or close of it could leave its changes unsent."""
+        with self._lock:
+            if not self._pending_hides:
+                return
+            mine = [t for t, p in self._pending_hides.items() if sf in p.discard.detached]
+            stale = [self._pending_hides.pop(t) for t in mine]
+        for pending in stale:
+            log.warning("%s: a rename to %s was not libfuse's; the file keeps its name",
+                        pending.path, pending.hidden)
+            self._undo_hide(pending)
+
     def _upload(self, sf: StagedFile) -> None:
         """Upload ``sf`` if dirty; EIO on failure (the data stays dirty in the cache).
 
@@ -903,6 +938,7 @@ class FileSystem:
         (:meth:`StagedFile.upload`); they are sent before this returns, a bounded
         number of times (a file whose attributes never stop changing is left to the
         next flush or the background uploader)."""
+        self._settle_hides(sf)
         for _ in range(HEADER_ROUNDS):
             if not self._upload_once(sf):
                 break
@@ -1004,6 +1040,7 @@ class FileSystem:
             raise FsError(errno.EBADF)
         sf = h.sf
         last = False
+        self._settle_hides(sf)
         try:
             with sf.lock:
                 last = sf.rec.open_count == 1
@@ -1018,13 +1055,18 @@ class FileSystem:
                 # finds this version open gets no direct_io and reads the page cache.
                 self._invalidate_kernel(h.path)
             remaining = self.cache.release(sf)
+            if last:
+                self._forget_hidden(sf)
         if sf.superseded and not remaining and not last:
             self._invalidate_kernel(h.path)  # two last handles closed at once
 
     def unlink(self, path: str) -> None:
         with self._lock:
             if self._hidden.pop(path, None) is not None:
-                return  # the last close of a file hidden by _hide: its object went then
+                return  # libfuse, after the last close of a file hidden by _hide
+            if path in self._hidden_closed:
+                del self._hidden_closed[path]
+                return
         attr, entry = self._attr(path)
         if stat.S_ISDIR(attr.mode):
             raise FsError(errno.EISDIR)
@@ -1040,22 +1082,53 @@ class FileSystem:
         self.ns.forget(path, missing=True)
         self._forget_implicit_parent(path)
 
-    def _hide(self, path: str, hidden: str, sf: StagedFile) -> None:
+    def _hide(self, path: str, hidden: str, sf: StagedFile, before_rename: bool = False) -> None:
         """libfuse's way of unlinking an open file (or renaming over one): it renames
         it to ``hidden`` (``.fuse_hidden...`` in the same directory), keeps using that
         path for the handles' calls that come without a handle (``fstat`` and
-        ``fchmod`` of an unlinked file) and unlinks it after the last close.  Here the
-        object is deleted at once, exactly as :meth:`unlink`; the staged file stays
-        reachable by ``hidden``, in memory only: never uploaded, never listed, never in
-        the bucket.  Its attributes are those it had, with ``st_nlink`` 0."""
+        ``fchmod`` of an unlinked file) and unlinks it after the last close.  The
+        staged file stays reachable by ``hidden``, in memory only: never uploaded,
+        never listed, never in the bucket; its attributes are those it had, with
+        ``st_nlink`` 0.
+
+        For an unlink, the object is deleted at once, exactly as :meth:`unlink`.
+        ``before_rename`` (a rename onto ``path`` comes next, in this thread): the
+        object is left for that rename's copy to replace, so that other clients never
+        see the name missing, and a rename that fails leaves the target as it was
+        (:meth:`_undo_hide`)."""
         attr, entry = self._attr(path)
         with sf.lock:
             if sf.attr is None:
                 stored = self._stored_attr(entry) if entry is not None else attr
                 self._stage_attr(sf, stored, entry.info.meta if entry is not None and entry.info else None)
+        if before_rename:
+            discard = self.cache.discard_key(key_of(path))  # nothing of it is uploaded any more
+            with self._lock:
+                self._hidden[hidden] = sf
+                stale = self._pending_hides.pop(threading.get_ident(), None)
+                self._pending_hides[threading.get_ident()] = _PendingHide(path, hidden, discard)
+            if stale is not None:
+                self._undo_hide(stale)
+            return
         self.unlink(path)
         with self._lock:
             self._hidden[hidden] = sf
+
+    def _undo_hide(self, pending: "_PendingHide") -> None:
+        """A hide before a rename whose rename failed (or never came): the file gets
+        its name back, unsent changes included.  libfuse keeps calling it by the
+        hidden path until its last close, so that path stays too."""
+        pending.discard.undo()
+
+    def _forget_hidden(self, sf: StagedFile) -> None:
+        """``sf``'s last handle closed: its hidden paths go (libfuse unlinks them next,
+        or never when their directory was removed meanwhile)."""
+        with self._lock:
+            for path in [p for p, hidden in self._hidden.items() if hidden is sf]:
+                del self._hidden[path]
+                self._hidden_closed[path] = None
+            while len(self._hidden_closed) > HIDDEN_CLOSED_KEPT:
+                self._hidden_closed.popitem(last=False)
 
     def _forget_implicit_parent(self, path: str) -> None:
         """A directory without an object vanishes with its last child, and so may its
@@ -1072,16 +1145,34 @@ class FileSystem:
 
     # --- rename ---
 
-    def rename(self, old: str, new: str, flags: int = 0) -> None:
+    def rename(self, old: str, new: str, flags: int = 0, caller_renaming: bool = False) -> None:
+        """``caller_renaming``: the process asking is inside rename(2) itself (the FUSE
+        adapter finds out); a rename of an open file to a libfuse hidden name is then
+        libfuse making room for that rename (see :meth:`_hide`)."""
         if flags & RENAME_EXCHANGE or flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
             raise FsError(errno.EINVAL)
         if old == "/" or new == "/":
             raise FsError(errno.EBUSY)
-        if not flags and _HIDDEN_NAME.match(posixpath.basename(new)):
-            sf = self.cache.get_open(key_of(old))
+        if not flags and is_hidden_name(new):
+            sf = self.cache.open_version(key_of(old))
             if sf is not None:
-                self._hide(old, new, sf)
+                self._hide(old, new, sf, caller_renaming)
                 return
+        with self._lock:
+            pending = self._pending_hides.pop(threading.get_ident(), None)
+        if pending is not None and pending.path != new:
+            self._undo_hide(pending)  # not this rename's: libfuse gave up on its rename
+            pending = None
+        try:
+            self._rename(old, new, flags)
+        except BaseException:
+            if pending is not None:
+                self._undo_hide(pending)  # the open target keeps its name and object
+            raise
+        if pending is not None:
+            pending.discard.commit()  # the target's object was replaced by the copy
+
+    def _rename(self, old: str, new: str, flags: int) -> None:
         src, src_entry = self._attr(old)
         self._check_name(new, stat.S_ISDIR(src.mode))
         self._check_parent(new)

@@ -56,6 +56,7 @@ import functools
 import itertools
 import logging
 import os
+import platform
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ os.environ.setdefault("FUSE_LIBRARY_PATH", "libfuse3.so.3")
 import mfusepy  # noqa: E402
 
 from ossfs.errors import OssfsError, to_errno  # noqa: E402
+from ossfs.fs import is_hidden_name  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,23 @@ def _invalidate_path(path: str) -> None:
         err = _fuse_invalidate_path(ctypes.c_void_p(fuse_ptr), path.encode("utf-8", "surrogateescape"))
         if err and err != -errno.ENOENT:
             log.debug("kernel cache of %r not invalidated: %s", path, os.strerror(-err))
+
+
+#: rename(2), renameat(2), renameat2(2) by architecture (the caller's syscall number).
+_RENAME_SYSCALLS = {"x86_64": {82, 264, 316}, "aarch64": {38, 276}}.get(platform.machine(), set())
+
+
+def _caller_renaming() -> bool:
+    """True if the thread that made this request is inside a rename system call
+    (``/proc/TID/syscall``; False when that cannot be read).  libfuse hides an open
+    file both for an unlink and before a rename onto it, with the same call; this
+    tells the two apart (FileSystem.rename)."""
+    try:
+        pid = mfusepy.fuse_get_context()[2]
+        with open("/proc/%d/syscall" % pid) as f:
+            return int(f.read().split(None, 1)[0]) in _RENAME_SYSCALLS
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _ctx():
@@ -319,7 +338,7 @@ class FuseOperations(mfusepy.Operations):
 
     @_fs_call
     def rename(self, old, new, flags=0):
-        return self.fs.rename(old, new, flags)
+        return self.fs.rename(old, new, flags, caller_renaming=is_hidden_name(new) and _caller_renaming())
 
     @_fs_call
     def link(self, target, source):

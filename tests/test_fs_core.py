@@ -684,14 +684,28 @@ def test_a_file_renamed_over_while_open_is_hidden_not_uploaded(fs, store):
     write_file(fs, "/b", b"old")
     fh = fs.open("/b", os.O_RDWR, ME)
     fs.write("/b", b"OLD", 0, fh)
-    fs.rename("/b", "/.fuse_hidden00000003000000aa")  # libfuse hides the open target first
-    assert store.keys() == ["a"]
+    # libfuse hides the open target first, in the thread of the rename(2) that follows
+    fs.rename("/b", "/.fuse_hidden00000003000000aa", caller_renaming=True)
+    assert store.keys() == ["a", "b"]  # other clients never see b missing
     fs.rename("/a", "/b")
     fs.flush("/.fuse_hidden00000003000000aa", fh)
     assert store.keys() == ["b"]  # never uploaded
     fs.release("/.fuse_hidden00000003000000aa", fh)
     fs.unlink("/.fuse_hidden00000003000000aa")
     assert store.keys() == ["b"] and store.peek("b") == b"new version"
+
+
+def test_a_rename_over_an_open_file_that_fails_gives_the_file_back(fs, store):
+    write_file(fs, "/b", b"old")
+    fh = fs.open("/b", os.O_RDWR, ME)
+    fs.write("/b", b"OLD", 0, fh)
+    fs.rename("/b", "/.fuse_hidden00000003000000ab", caller_renaming=True)
+    assert errno_of(fs.rename, "/missing", "/b") == errno.ENOENT
+    assert fs.getattr("/.fuse_hidden00000003000000ab", fh)["st_nlink"] == 1  # it kept its name
+    fs.flush("/.fuse_hidden00000003000000ab", fh)
+    fs.release("/.fuse_hidden00000003000000ab", fh)
+    fs.unlink("/.fuse_hidden00000003000000ab")  # libfuse, after the last close
+    assert store.keys() == ["b"] and store.peek("b") == b"OLD"
 
 
 def test_rename_of_file_whose_upload_failed(make_fs, store):

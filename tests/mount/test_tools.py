@@ -283,3 +283,70 @@ def test_rm_rf_of_a_directory_with_an_open_file(mount):
         os.close(fd)
     assert os.listdir(mount.path) == []
     assert list(oss2.ObjectIterator(mount.server.oss_bucket())) == []
+
+
+def _keys(mount) -> list:
+    return sorted(o.key for o in oss2.ObjectIterator(mount.server.oss_bucket()))
+
+
+def test_a_rename_that_fails_leaves_the_open_file_it_would_replace(mount):
+    with open(mount.p("conf"), "wb") as f:
+        f.write(b"old contents")
+    with open(mount.p("conf.new"), "wb") as f:
+        f.write(b"new")
+    os.stat(mount.p("conf.new"))
+    mount.server.oss_bucket().delete_object("conf.new")  # another client removes the source
+    with open(mount.p("conf"), "r+b") as reader:
+        with pytest.raises(OSError):
+            os.rename(mount.p("conf.new"), mount.p("conf"))
+        assert reader.read() == b"old contents"
+        reader.write(b" and more")  # still its file: uploaded at close
+    assert _keys(mount) == ["conf"]
+    with open(mount.p("conf"), "rb") as f:
+        assert f.read() == b"old contents and more"
+
+
+def test_unlink_of_an_older_version_still_open_makes_no_object(mount):
+    with open(mount.p("f"), "wb") as f:
+        f.write(b"v1")
+    reader = os.open(mount.p("f"), os.O_RDONLY)
+    try:
+        mount.server.oss_bucket().put_object("f", b"version two")  # another client
+        with open(mount.p("f"), "rb") as g:  # opens version two: the reader keeps version one
+            assert g.read() == b"version two"
+        os.unlink(mount.p("f"))
+        listed, stored = os.listdir(mount.path), _keys(mount)
+        assert os.pread(reader, 10, 0) == b"v1"
+    finally:
+        os.close(reader)
+    assert listed == [] and stored == []
+    assert _keys(mount) == [] and os.listdir(mount.path) == []
+
+
+def test_an_unlinked_file_of_a_removed_directory_leaves_nothing_behind(mount):
+    os.mkdir(mount.p("logs"))
+    fd = os.open(mount.p("logs", "app.log"), os.O_WRONLY | os.O_CREAT, 0o644)
+    ino = os.fstat(fd).st_ino  # libfuse's node id, which its hidden name carries
+    os.write(fd, b"x" * 10)
+    os.unlink(mount.p("logs", "app.log"))
+    os.rmdir(mount.p("logs"))
+    os.close(fd)  # libfuse has no path for it any more, and unlinks nothing
+    os.mkdir(mount.p("logs"))
+    assert not os.path.exists(mount.p("logs", ".fuse_hidden%08x%08x" % (ino, 1)))
+    assert os.listdir(mount.p("logs")) == [] and _keys(mount) == ["logs/"]
+
+
+def test_renaming_an_open_file_to_a_name_of_libfuses_hidden_form_loses_nothing(mount):
+    """Such a name is libfuse's own (docs/semantics.md): the file keeps its old name,
+    and what is written to it, also after the rename, is kept."""
+    fd = os.open(mount.p("data"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"precious")
+        os.fsync(fd)
+        os.rename(mount.p("data"), mount.p(".fuse_hidden0123456789abcdef"))
+        os.write(fd, b" and more")
+    finally:
+        os.close(fd)
+    assert _keys(mount) == ["data"]
+    with open(mount.p("data"), "rb") as f:
+        assert f.read() == b"precious and more"
