@@ -786,6 +786,7 @@ class FileSystem:
         return self._new_handle(path, flags, sf)
 
     def open(self, path: str, flags: int, ctx: Ctx) -> int:
+        path = self._unhidden(path)
         key = key_of(path)
         sf = self.cache.open_dirty(key)  # our own unsent data is the latest version
         if sf is not None:
@@ -1120,6 +1121,14 @@ class FileSystem:
         hidden path until its last close, so that path stays too."""
         pending.discard.undo()
 
+    def _unhidden(self, path: str) -> str:
+        """The name of a hidden file that got it back (:meth:`_undo_hide`): libfuse
+        goes on calling it by the hidden path, also for what the kernel asks of the
+        name (an open, a chmod), until the kernel looks the name up again."""
+        with self._lock:
+            sf = self._hidden.get(path)
+        return path if sf is None or sf.detached else "/" + sf.key
+
     def _forget_hidden(self, sf: StagedFile) -> None:
         """``sf``'s last handle closed: its hidden paths go (libfuse unlinks them next,
         or never when their directory was removed meanwhile)."""
@@ -1293,6 +1302,7 @@ class FileSystem:
         if path == "/":
             raise FsError(errno.EPERM, "the mountpoint's attributes cannot change")
         now = self._now_ns()
+        path = self._unhidden(path)
         key = key_of(path)
         with self._lock:
             hidden = self._hidden.get(path)

@@ -194,14 +194,20 @@ def _invalidate_path(path: str) -> None:
 
 
 #: rename(2), renameat(2), renameat2(2) by architecture (the caller's syscall number).
-_RENAME_SYSCALLS = {"x86_64": {82, 264, 316}, "aarch64": {38, 276}}.get(platform.machine(), set())
+#: x32 callers on x86_64 carry bit 30; 32-bit (compat) callers are not told apart
+#: (their numbers mean other calls in the 64-bit table) and count as not renaming.
+_RENAME_SYSCALLS = {"x86_64": {82, 264, 316, 0x40000000 | 82, 0x40000000 | 264, 0x40000000 | 316},
+                    "aarch64": {38, 276}}.get(platform.machine(), set())
 
 
 def _caller_renaming() -> bool:
     """True if the thread that made this request is inside a rename system call
-    (``/proc/TID/syscall``; False when that cannot be read).  libfuse hides an open
-    file both for an unlink and before a rename onto it, with the same call; this
-    tells the two apart (FileSystem.rename)."""
+    (``/proc/TID/syscall``).  libfuse hides an open file both for an unlink and
+    before a rename onto it, with the same call; this tells the two apart
+    (FileSystem.rename).  False, which keeps the unlink behaviour, when it cannot
+    tell: the file unreadable (a daemon not root, a caller of another user), an
+    io_uring rename (made by a kernel worker), a 32-bit caller, a caller between
+    two states ("running")."""
     try:
         pid = mfusepy.fuse_get_context()[2]
         with open("/proc/%d/syscall" % pid) as f:

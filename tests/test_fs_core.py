@@ -702,10 +702,16 @@ def test_a_rename_over_an_open_file_that_fails_gives_the_file_back(fs, store):
     fs.rename("/b", "/.fuse_hidden00000003000000ab", caller_renaming=True)
     assert errno_of(fs.rename, "/missing", "/b") == errno.ENOENT
     assert fs.getattr("/.fuse_hidden00000003000000ab", fh)["st_nlink"] == 1  # it kept its name
+    # libfuse goes on calling the file by the hidden name, also for what is asked of "b"
+    fs.chmod("/.fuse_hidden00000003000000ab", 0o600)
+    other = fs.open("/.fuse_hidden00000003000000ab", os.O_RDONLY, ME)
+    assert fs.read("/b", 10, 0, other) == b"OLD"
+    fs.release("/b", other)
     fs.flush("/.fuse_hidden00000003000000ab", fh)
     fs.release("/.fuse_hidden00000003000000ab", fh)
     fs.unlink("/.fuse_hidden00000003000000ab")  # libfuse, after the last close
     assert store.keys() == ["b"] and store.peek("b") == b"OLD"
+    assert stat.S_IMODE(int(store.head("b").meta["mode"])) == 0o600
 
 
 def test_rename_of_file_whose_upload_failed(make_fs, store):

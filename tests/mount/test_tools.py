@@ -350,3 +350,36 @@ def test_renaming_an_open_file_to_a_name_of_libfuses_hidden_form_loses_nothing(m
     assert _keys(mount) == ["data"]
     with open(mount.p("data"), "rb") as f:
         assert f.read() == b"precious and more"
+
+
+def test_after_a_rename_over_an_open_file_fails_with_eio_the_name_works_as_before(mounter):
+    """The kernel keeps its name for the file after a rename failing with EIO, and
+    libfuse calls it by its hidden name from then on: open and chmod by the name must
+    reach the file and the bucket as before."""
+    m = mounter(retries=0)
+    with open(m.p("conf"), "wb") as f:
+        f.write(b"old contents")
+    with open(m.p("conf.new"), "wb") as f:
+        f.write(b"new")
+    os.stat(m.p("conf.new"))
+    reader = open(m.p("conf"), "r+b")
+    try:
+        # libfuse's first hidden name for it, looked up now so that the copy is the
+        # first request the rename makes
+        assert not os.path.exists(m.p(".fuse_hidden%08x%08x" % (os.fstat(reader.fileno()).st_ino, 1)))
+        m.server.set_faults(fail_next=1)
+        try:
+            with pytest.raises(OSError) as failed:
+                os.rename(m.p("conf.new"), m.p("conf"))
+        finally:
+            m.server.set_faults()
+        assert failed.value.errno == errno.EIO
+        with open(m.p("conf"), "rb") as g:
+            assert g.read() == b"old contents"
+        os.chmod(m.p("conf"), 0o600)
+        os.fchmod(reader.fileno(), 0o640)
+    finally:
+        reader.close()
+    head = m.server.oss_bucket().head_object("conf")
+    assert head.headers["x-oss-meta-mode"] == str(stat.S_IFREG | 0o640)
+    assert _keys(m) == ["conf", "conf.new"]
