@@ -587,6 +587,15 @@ class FileSystem:
     # --- attributes and listings ---
 
     def getattr(self, path: str, fh=None) -> dict:
+        if fh is None and is_hidden_name(path):
+            with self._lock:
+                ours = path in self._hidden
+            if not ours and self.ns.cached(path) is None:
+                # libfuse asking whether a hidden name is free, before it hides an
+                # open file: answered without a request, so that an rm or rename of
+                # an open file fails with the server's EIO (from the delete or the
+                # copy), not with EBUSY when the server cannot answer the probe
+                raise FsError(errno.ENOENT)
         if fh is not None:
             with self._lock:
                 h = self._handles.get(fh)
